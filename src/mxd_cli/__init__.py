@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from mxd_cli.definitions import (
     ALL,
+    AssetContext,
     BaseFeature,
     FeatureDep,
     FeatureKey,
@@ -25,6 +26,7 @@ from mxd_cli.definitions import (
     Lineage,
     SpecialFieldDep,
     aggregation,
+    asset,
     expansion,
     identity,
 )
@@ -41,6 +43,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ALL",
+    "AssetContext",
     "AssetError",
     "BaseFeature",
     "ConfigError",
@@ -59,6 +62,7 @@ __all__ = [
     "StoreError",
     "__version__",
     "aggregation",
+    "asset",
     "expansion",
     "identity",
 ]

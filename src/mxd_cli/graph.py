@@ -243,23 +243,14 @@ class FeatureGraph:
         return [k for k in self._order if k in chosen]
 
     def _select_one(self, selector: str) -> set[FeatureKey]:
-        if not selector:
-            raise UsageError("empty feature selector")
-        if selector.startswith("tag:"):
-            tag = selector[4:]
-            found = {n.key for n in self._nodes.values() if tag in n.spec.tags}
-            if not found:
-                tags = sorted({t for n in self._nodes.values() for t in n.spec.tags})
-                raise UsageError(
-                    f"no feature has tag {tag!r}",
-                    hint=did_you_mean(tag, tags)
-                    or (f"known tags: {', '.join(tags)}" if tags else "no feature has tags"),
-                )
-            return found
         up = selector.startswith("+")
-        down = selector.endswith("+")
+        down = selector.endswith("+") and len(selector) > 1
         core = selector[1 if up else 0 : len(selector) - 1 if down else len(selector)]
-        if any(ch in core for ch in "*?["):
+        if not core:
+            raise UsageError(f"empty feature selector {selector!r}")
+        if core.startswith("tag:"):
+            base = self._tagged(core[4:])
+        elif any(ch in core for ch in "*?["):
             base = {k for k in self._order if fnmatch.fnmatchcase(str(k), core)}
             if not base:
                 raise UsageError(
@@ -275,6 +266,17 @@ class FeatureGraph:
             if down:
                 result |= self.downstream_closure(key)
         return result
+
+    def _tagged(self, tag: str) -> set[FeatureKey]:
+        found = {n.key for n in self._nodes.values() if tag in n.spec.tags}
+        if not found:
+            tags = sorted({t for n in self._nodes.values() for t in n.spec.tags})
+            raise UsageError(
+                f"no feature has tag {tag!r}",
+                hint=did_you_mean(tag, tags)
+                or (f"known tags: {', '.join(tags)}" if tags else "no feature has tags"),
+            )
+        return found
 
 
 def _topological_order(defs: Mapping[FeatureKey, FeatureDefinition]) -> tuple[FeatureKey, ...]:
@@ -318,6 +320,8 @@ def _find_cycle(
         path.append(key)
         key = min(d.feature for d in defs[key].spec.deps if d.feature in remaining)
     cycle = path[index[key] :]
-    # Print it in dependency direction (upstream first) and closed: a -> b -> a.
+    # Print it in dependency direction (upstream first), from its smallest key, closed.
     cycle.reverse()
+    first = cycle.index(min(cycle))
+    cycle = cycle[first:] + cycle[:first]
     return [*cycle, cycle[0]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mxd_cli.definitions.asset import AssetContext, AssetDefinition, asset
 from mxd_cli.definitions.feature import BaseFeature
 from mxd_cli.definitions.keys import FeatureKey, FieldKey
 from mxd_cli.definitions.registry import FeatureDefinition, Registry, collecting
@@ -21,6 +22,8 @@ from mxd_cli.definitions.spec import (
 
 __all__ = [
     "ALL",
+    "AssetContext",
+    "AssetDefinition",
     "BaseFeature",
     "FeatureDefinition",
     "FeatureDep",
@@ -34,6 +37,7 @@ __all__ = [
     "Registry",
     "SpecialFieldDep",
     "aggregation",
+    "asset",
     "collecting",
     "expansion",
     "identity",

@@ -1,0 +1,13 @@
+"""The `mxd` command line: a thin layer over :mod:`mxd_cli.api`."""
+
+from __future__ import annotations
+
+from mxd_cli.cli import definitions as _definitions  # noqa: F401  (registers commands)
+from mxd_cli.cli.app import app
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]
