@@ -62,11 +62,18 @@ def test_default_mapping_same_key_else_all_and_explicit_mappings() -> None:
     down = mx.FeatureSpec(
         key="t/down",
         id_columns=["id"],
-        deps=[mx.FeatureDep(feature="t/up", fields_mapping=mx.FieldsMapping.default(exclude_fields=["c"]))],
+        deps=[
+            mx.FeatureDep(
+                feature="t/up", fields_mapping=mx.FieldsMapping.default(exclude_fields=["c"])
+            )
+        ],
         fields=["a", "z"],
     )
     g = build(up, down)
-    parents = {str(f): [str(p) for p in ps] for f, ps in g[FeatureKey.parse("t/down")].parent_fields.items()}
+    parents = {
+        str(f): [str(p) for p in ps]
+        for f, ps in g[FeatureKey.parse("t/down")].parent_fields.items()
+    }
     assert parents == {"a": ["t/up.a"], "z": ["t/up.a", "t/up.b"]}
 
     specific = mx.FeatureSpec(
@@ -74,7 +81,9 @@ def test_default_mapping_same_key_else_all_and_explicit_mappings() -> None:
         deps=[mx.FeatureDep(feature="t/up", fields_mapping=mx.FieldsMapping.specific({"z": ["c"]}))],
     )  # fmt: skip
     g = build(up, specific)
-    assert [str(p) for p in g[FeatureKey.parse("t/down")].parent_fields[mx.FieldKey.parse("z")]] == ["t/up.c"]
+    assert [
+        str(p) for p in g[FeatureKey.parse("t/down")].parent_fields[mx.FieldKey.parse("z")]
+    ] == ["t/up.c"]
     none = mx.FeatureSpec(
         key="t/down", id_columns=["id"], fields=["a"],
         deps=[mx.FeatureDep(feature="t/up", fields_mapping=mx.FieldsMapping.none())],
@@ -89,21 +98,34 @@ def test_suffix_matching() -> None:
         deps=[mx.FeatureDep(feature="t/up", fields_mapping=mx.FieldsMapping.default(match_suffix=True))],
     )  # fmt: skip
     g = build(up, down)
-    assert [str(p) for p in g[FeatureKey.parse("t/down")].parent_fields[mx.FieldKey.parse("en")]] == ["t/up.audio/en"]
+    assert [
+        str(p) for p in g[FeatureKey.parse("t/down")].parent_fields[mx.FieldKey.parse("en")]
+    ] == ["t/up.audio/en"]
 
 
 def test_lineage_and_id_columns_are_checked() -> None:
     up = mx.FeatureSpec(key="t/up", id_columns=["vid", "chunk"])
-    with pytest.raises(DefinitionError, match=r"id column\(s\) id not among the id columns of upstream t/up"):
+    with pytest.raises(
+        DefinitionError, match=r"id column\(s\) id not among the id columns of upstream t/up"
+    ):
         build(up, mx.FeatureSpec(key="t/down", id_columns=["id"], deps=["t/up"]))
     renamed = mx.FeatureSpec(
-        key="t/down", id_columns=["id"], deps=[mx.FeatureDep(feature="t/up", rename={"vid": "id"},
-                                                            lineage=mx.aggregation(on=["id"]))]
+        key="t/down",
+        id_columns=["id"],
+        deps=[
+            mx.FeatureDep(feature="t/up", rename={"vid": "id"}, lineage=mx.aggregation(on=["id"]))
+        ],
     )
     assert len(build(up, renamed)) == 2
     with pytest.raises(DefinitionError, match="must name id columns"):
-        build(up, mx.FeatureSpec(key="t/down", id_columns=["vid"],
-                                 deps=[mx.FeatureDep(feature="t/up", lineage=mx.aggregation(on=["chunk"]))]))
+        build(
+            up,
+            mx.FeatureSpec(
+                key="t/down",
+                id_columns=["vid"],
+                deps=[mx.FeatureDep(feature="t/up", lineage=mx.aggregation(on=["chunk"]))],
+            ),
+        )
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from typing import Any
 from mxd_cli.config import Config, load_config
 from mxd_cli.definitions.loader import load_entrypoints
 from mxd_cli.definitions.registry import Registry
+from mxd_cli.errors import DefinitionError, did_you_mean
 from mxd_cli.graph import FeatureGraph
 from mxd_cli.versioning import GraphVersions
 
@@ -38,7 +39,28 @@ class Project:
         config = load_config(config_path, cwd=cwd, environ=environ)
         registry = load_entrypoints(config.root, config.entrypoints)
         graph = FeatureGraph(registry.features.values())
+        _check_assets(registry, graph)
         return cls(config, registry, graph, GraphVersions(graph, config.hash_truncation_length))
+
+
+def _check_assets(registry: Registry, graph: FeatureGraph) -> None:
+    for key, asset in registry.assets.items():
+        if key not in graph:
+            raise DefinitionError(
+                f"asset {asset.name!r} is bound to unknown feature {key}",
+                hint=did_you_mean(str(key), [str(k) for k in graph.order]),
+                location=str(asset.origin),
+            )
+        wanted = 1 if graph[key].is_root else 2
+        if asset.arity != wanted:
+            shape = "(ctx)" if wanted == 1 else "(ctx, rows)"
+            kind = "root" if wanted == 1 else "downstream"
+            raise DefinitionError(
+                f"asset {asset.name!r} of {kind} feature {key} must take {shape}",
+                hint="a root asset returns every current sample; a downstream asset gets the "
+                "increment's rows in chunks",
+                location=str(asset.origin),
+            )
 
 
 def list_features(project: Project, selectors: Sequence[str] = ()) -> dict[str, Any]:
@@ -106,6 +128,8 @@ def check(project: Project) -> dict[str, Any]:
         "assets": len(project.registry.assets),
         "project_version": project.versions.project_version,
         "store": config.store,
-        "warnings": [f"feature {k} has no asset (it can be observed, not materialized)"
-                     for k in without_asset],
+        "warnings": [
+            f"feature {k} has no asset (it can be observed, not materialized)"
+            for k in without_asset
+        ],
     }

@@ -119,7 +119,9 @@ def _mapped_fields(dep: FeatureDep, ours: FieldKey, up: FeatureSpec) -> list[Fie
     return [FieldRef(dep.feature, k) for k in (same or keys)]
 
 
-def _check_lineage(definition: FeatureDefinition, upstream: Mapping[FeatureKey, FeatureSpec]) -> None:
+def _check_lineage(
+    definition: FeatureDefinition, upstream: Mapping[FeatureKey, FeatureSpec]
+) -> None:
     spec = definition.spec
     for dep in spec.deps:
         rename = dict(dep.rename or {})

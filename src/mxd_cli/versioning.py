@@ -54,9 +54,7 @@ class GraphVersions:
                 field_versions=own,
                 feature_version=self._t("".join(f"{f.key}{own[f.key]}" for f in by_key)),
                 feature_code_version=self._t("".join(f"{f.key}{f.code_version}" for f in by_key)),
-                feature_spec_version=self._t(
-                    json.dumps(spec.to_metaxy_dict(), sort_keys=True)
-                ),
+                feature_spec_version=self._t(json.dumps(spec.to_metaxy_dict(), sort_keys=True)),
             )
         self._features = features
         self.project_version = self._t(

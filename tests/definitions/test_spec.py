@@ -35,7 +35,9 @@ def test_metaxy_dump_of_every_option() -> None:
         "feature": "a/up",
         "select": ["x"],
         "rename": {"x": "y"},
-        "fields_mapping": {"mapping": {"type": "default", "match_suffix": False, "exclude_fields": []}},
+        "fields_mapping": {
+            "mapping": {"type": "default", "match_suffix": False, "exclude_fields": []}
+        },
         "sql_filters": ["x > 1"],
         "lineage": {"relationship": {"type": "N:1", "on": ["id"]}},
         "optional": True,
@@ -44,7 +46,11 @@ def test_metaxy_dump_of_every_option() -> None:
         "relationship": {"type": "1:N", "on": ["v"], "id_generation_pattern": None}
     }
     field = mx.FieldSpec(key="mix", code_version=2, deps=mx.ALL)
-    assert field.to_metaxy_dict() == {"key": "mix", "code_version": "2", "deps": "__METAXY_ALL_DEP__"}
+    assert field.to_metaxy_dict() == {
+        "key": "mix",
+        "code_version": "2",
+        "deps": "__METAXY_ALL_DEP__",
+    }
 
 
 def test_tags_from_metadata() -> None:

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -26,10 +25,10 @@ _GLOBAL_VALUED = {"--config", "-c", "--store", "-s"}
 class MxdGroup(TyperGroup):
     """Hoists global options before the subcommand and turns MxdError into exit codes."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, self._hoist(ctx, args))
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, self._hoist(args))
 
-    def _hoist(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def _hoist(self, args: list[str]) -> list[str]:
         # Find the subcommand, then move global options that follow it to the front. Values
         # of the subcommand's own options are skipped, so `--filter -q` stays a filter.
         idx = next((i for i, a in enumerate(args) if a in self.commands), None)
@@ -39,7 +38,9 @@ class MxdGroup(TyperGroup):
         valued = {
             opt
             for p in command.params
-            if isinstance(p, click.Option) and not p.is_flag and not p.count
+            if getattr(p, "param_type_name", "") == "option"
+            and not getattr(p, "is_flag", False)
+            and not getattr(p, "count", False)
             for opt in p.opts
         }
         front, rest = list(args[:idx]), [args[idx]]
@@ -65,7 +66,7 @@ class MxdGroup(TyperGroup):
             i += 1
         return front + rest
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except MxdError as err:
@@ -73,19 +74,19 @@ class MxdGroup(TyperGroup):
             if state.debug:
                 traceback.print_exc(file=sys.stderr)
             state.output.error(err)
-            ctx.exit(err.exit_code)
+            raise typer.Exit(err.exit_code) from None
         except KeyboardInterrupt:
             state = ctx.find_object(State) or State()
             state.output.info("Interrupted.")
-            ctx.exit(130)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except Exception as exc:
             state = ctx.find_object(State) or State()
             if state.debug:
                 raise
             state.output.unexpected(exc)
-            ctx.exit(1)
+            raise typer.Exit(1) from None
 
 
 @dataclass
@@ -102,9 +103,7 @@ class State:
 
     @property
     def output(self) -> Output:
-        return Output(
-            json_mode=self.json, quiet=self.quiet, verbose=self.verbose, color=self.color
-        )
+        return Output(json_mode=self.json, quiet=self.quiet, verbose=self.verbose, color=self.color)
 
 
 app = typer.Typer(
@@ -129,16 +128,24 @@ def main_options(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="Config file (default: METAXY_CONFIG, then "
-                     "metaxy.toml in this folder or a parent, then pyproject.toml)."),
+        typer.Option(
+            "--config",
+            "-c",
+            help="Config file (default: METAXY_CONFIG, then "
+            "metaxy.toml in this folder or a parent, then pyproject.toml).",
+        ),
     ] = None,
     store: Annotated[
         str | None, typer.Option("--store", "-s", help="Store name from the config.")
     ] = None,
-    json: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+    json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document on stdout.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail.")] = 0,
-    no_color: Annotated[bool, typer.Option("--no-color", help="No colours (also NO_COLOR).")] = False,
+    no_color: Annotated[
+        bool, typer.Option("--no-color", help="No colours (also NO_COLOR).")
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
     version: Annotated[
         bool,

@@ -25,8 +25,11 @@ class GraphFormat(str, enum.Enum):
 
 Selectors = Annotated[
     list[str] | None,
-    typer.Argument(help="Keys, globs (demo/*), +key (with upstream), key+ (with downstream), "
-                   "tag:NAME. None: all features.", show_default=False),
+    typer.Argument(
+        help="Keys, globs (demo/*), +key (with upstream), key+ (with downstream), "
+        "tag:NAME. None: all features.",
+        show_default=False,
+    ),
 ]
 
 
@@ -48,8 +51,12 @@ def list_command(
             out.json(stores)
             return
         rows = [
-            (s["name"] + (" (default)" if s["default"] else ""), s["type"], s["hash_algorithm"],
-             ", ".join(f"{k}={v}" for k, v in s["options"].items()))
+            (
+                s["name"] + (" (default)" if s["default"] else ""),
+                s["type"],
+                s["hash_algorithm"],
+                ", ".join(f"{k}={v}" for k, v in s["options"].items()),
+            )
             for s in stores["stores"]
         ]
         out.table(["store", "type", "hash", "options"], rows)
@@ -58,12 +65,19 @@ def list_command(
     if state.json:
         out.json(listing)
         return
-    rows = []
+    feature_rows: list[tuple[str, ...]] = []
     for f in listing["features"]:
         fields = ", ".join(f"{x['field']}@{x['code_version']}" for x in f["fields"])
-        rows.append((f["feature"], f["feature_version"], ", ".join(f["id_columns"]),
-                     ", ".join(f["deps"]) or "-", fields))
-    out.table(["feature", "version", "ids", "deps", "fields"], rows)
+        feature_rows.append(
+            (
+                f["feature"],
+                f["feature_version"],
+                ", ".join(f["id_columns"]),
+                ", ".join(f["deps"]) or "-",
+                fields,
+            )
+        )
+    out.table(["feature", "version", "ids", "deps", "fields"], feature_rows)
 
 
 @app.command("graph", epilog="Example: mxd graph --format mermaid > graph.mmd")
@@ -112,5 +126,3 @@ def check_command(ctx: typer.Context) -> None:
         f"OK: {report['features']} features, {report['assets']} assets, "
         f"project version {report['project_version']} ({report['config']})"
     )
-
-

@@ -86,7 +86,9 @@ def asset(feature: object, *, chunk_size: int | None = None) -> Callable[[F], F]
                 hint="a root asset takes (ctx); a downstream asset takes (ctx, rows)",
                 location=str(origin),
             )
-        active_registry().add_asset(key, AssetDefinition(key, fn, chunk_size, origin, arity), origin)
+        active_registry().add_asset(
+            key, AssetDefinition(key, fn, chunk_size, origin, arity), origin
+        )
         return fn
 
     return register

@@ -12,7 +12,6 @@ _PART = re.compile(r"^[a-z0-9_-]+$")
 _FIRST_PART = re.compile(r"^[a-z_]")
 
 
-
 def _split(value: object, what: str) -> tuple[str, ...]:
     if isinstance(value, str):
         parts = tuple(value.split("/"))

@@ -37,7 +37,7 @@ def feature_key_of(feature: object) -> FeatureKey:
     if isinstance(feature, (str, FeatureKey)) or (
         isinstance(feature, Sequence) and not isinstance(feature, bytes)
     ):
-        return FeatureKey.parse(feature)  # type: ignore[arg-type]
+        return FeatureKey.parse(feature)
     raise DefinitionError(
         f"expected a feature class or a key string, got {feature!r}",
         hint="pass the feature class itself or its key, e.g. feature='demo/raw'",
