@@ -1,0 +1,1 @@
+"""The engine: increment resolution, the materialize loop, and filters compiled to expressions."""

@@ -1,0 +1,166 @@
+"""DuckDB backend: one embedded database file (the default store).
+
+Connections are opened per operation and closed straight after, so a long materialize
+holds the file only for the moment a chunk is written: readers in other processes wait
+at most that long (DuckDB allows one read-write process, or many read-only ones).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+from sqlglot import exp
+
+from mxd_cli.errors import StoreError
+from mxd_cli.store.base import MetadataStore, Table
+
+_BUSY_MESSAGES = ("Could not set lock", "Conflicting lock", "database is locked")
+
+
+def _quote(name: str) -> str:
+    return exp.to_identifier(name, quoted=True).sql("duckdb")
+
+
+def _writable(frame: pl.DataFrame) -> pl.DataFrame:
+    """Give all-null columns a concrete type: DuckDB cannot store the NULL type."""
+    nulls = [n for n, t in frame.schema.items() if t == pl.Null]
+    return frame.with_columns(pl.col(nulls).cast(pl.String)) if nulls else frame
+
+
+class DuckDBStore(MetadataStore):
+    """Feature tables named ``a__b`` inside one DuckDB database."""
+
+    kind = "duckdb"
+
+    def __init__(
+        self,
+        name: str,
+        options: Mapping[str, Any],
+        *,
+        read_only: bool = False,
+        busy_timeout: float = 30.0,
+    ) -> None:
+        super().__init__(name, read_only=read_only)
+        database = options.get("database", ":memory:")
+        if not isinstance(database, str):
+            raise StoreError(f"store {name!r}: 'database' must be a path string")
+        self.database = database
+        self.busy_timeout = busy_timeout
+        self._settings = dict(options.get("config") or {})
+        # An in-memory database lives as long as its connection, so keep that one open.
+        self._memory: duckdb.DuckDBPyConnection | None = None
+        if database == ":memory:":
+            self._memory = duckdb.connect(":memory:", config=self._settings)
+            self._memory.execute("SET TimeZone = 'UTC'")
+
+    def location(self) -> str:
+        return self.database
+
+    def physical_name(self, table: Table) -> str:
+        return "__".join(table).replace("-", "_")
+
+    @property
+    def _exists(self) -> bool:
+        return self._memory is not None or Path(self.database).exists()
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for one operation; waits while another process writes."""
+        if self._memory is not None:
+            yield self._memory
+            return
+        if not self.read_only:
+            Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.01
+        while True:
+            try:
+                con = duckdb.connect(self.database, read_only=self.read_only, config=self._settings)
+                break
+            except duckdb.IOException as exc:
+                busy = any(m in str(exc) for m in _BUSY_MESSAGES)
+                if not busy or time.monotonic() > deadline:
+                    hint = "another mxd process is writing; try again or raise the wait" if busy else None
+                    raise StoreError(f"cannot open DuckDB store {self.database}: {exc}", hint=hint) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            yield con
+        finally:
+            con.close()
+
+    def tables(self) -> set[str]:
+        if not self._exists:
+            return set()
+        with self.connect() as con:
+            rows = con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def scan(self, table: Table) -> pl.LazyFrame | None:
+        name = self.physical_name(table)
+        if name not in self.tables():
+            return None
+        with self.connect() as con:
+            arrow = con.sql(f"SELECT * FROM {_quote(name)}").to_arrow_table()
+        frame = pl.from_arrow(arrow)
+        assert isinstance(frame, pl.DataFrame)
+        return frame.lazy()
+
+    def append(self, table: Table, frame: pl.DataFrame) -> None:
+        self._check_writable()
+        name = _quote(self.physical_name(table))
+        data = _writable(frame).to_arrow()
+        with self.connect() as con:
+            con.register("__mxd_incoming", data)
+            try:
+                con.execute("BEGIN TRANSACTION")
+                con.execute(
+                    f"CREATE TABLE IF NOT EXISTS {name} AS SELECT * FROM __mxd_incoming LIMIT 0"
+                )
+                present = {r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()}
+                incoming = con.execute("DESCRIBE __mxd_incoming").fetchall()
+                for column, dtype, *_ in incoming:
+                    if column not in present:
+                        con.execute(f"ALTER TABLE {name} ADD COLUMN {_quote(column)} {dtype}")
+                con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM __mxd_incoming")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            finally:
+                con.unregister("__mxd_incoming")
+
+    def replace(self, table: Table, frame: pl.DataFrame) -> None:
+        self._check_writable()
+        name = _quote(self.physical_name(table))
+        data = _writable(frame).to_arrow()
+        with self.connect() as con:
+            con.register("__mxd_incoming", data)
+            try:
+                con.execute("BEGIN TRANSACTION")
+                con.execute(f"DELETE FROM {name}")
+                con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM __mxd_incoming")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            finally:
+                con.unregister("__mxd_incoming")
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise StoreError(f"store {self.name!r} is open read-only")
+
+    def close(self) -> None:
+        if self._memory is not None:
+            self._memory.close()
+            self._memory = None
