@@ -9,7 +9,8 @@ written once here so both backends agree by construction.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -98,6 +99,14 @@ class MetadataStore(abc.ABC):
     @abc.abstractmethod
     def location(self) -> str:
         """Where the store lives (a path or URI), for messages."""
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Group operations (one connection for all of them, where the backend has one).
+
+        Keep sessions short in writers: readers in other processes wait while one is open.
+        """
+        yield
 
     def close(self) -> None:  # noqa: B027 - optional for backends
         """Release resources; the store may not be used afterwards."""

@@ -55,6 +55,8 @@ class DuckDBStore(MetadataStore):
         self._settings = dict(options.get("config") or {})
         # An in-memory database lives as long as its connection, so keep that one open.
         self._memory: duckdb.DuckDBPyConnection | None = None
+        self._session: duckdb.DuckDBPyConnection | None = None
+        self._tables: set[str] | None = None  # cached while a session is open
         if database == ":memory:":
             self._memory = duckdb.connect(":memory:", config=self._settings)
             self._memory.execute("SET TimeZone = 'UTC'")
@@ -70,10 +72,27 @@ class DuckDBStore(MetadataStore):
         return self._memory is not None or Path(self.database).exists()
 
     @contextmanager
+    def session(self) -> Iterator[None]:
+        if self._session is not None or self._memory is not None:
+            yield
+            return
+        with self.connect() as con:
+            self._session = con
+            try:
+                yield
+            finally:
+                self._session = None
+                self._tables = None
+
+    @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection for one operation; waits while another process writes."""
+        """A connection for one operation (or the open session's); waits while another
+        process writes."""
         if self._memory is not None:
             yield self._memory
+            return
+        if self._session is not None:
+            yield self._session
             return
         if not self.read_only:
             Path(self.database).parent.mkdir(parents=True, exist_ok=True)
@@ -97,19 +116,31 @@ class DuckDBStore(MetadataStore):
             con.close()
 
     def tables(self) -> set[str]:
+        if self._tables is not None:
+            return set(self._tables)
         if not self._exists:
             return set()
         with self.connect() as con:
-            rows = con.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
-            ).fetchall()
-        return {r[0] for r in rows}
+            found = self._list(con)
+        return found
+
+    def _list(self, con: duckdb.DuckDBPyConnection) -> set[str]:
+        rows = con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+        ).fetchall()
+        found = {r[0] for r in rows}
+        if self._session is not None or self._memory is not None:
+            self._tables = found
+        return set(found)
 
     def scan(self, table: Table) -> pl.LazyFrame | None:
         name = self.physical_name(table)
-        if name not in self.tables():
+        if not self._exists:
             return None
         with self.connect() as con:
+            present = self._tables if self._tables is not None else self._list(con)
+            if name not in present:
+                return None
             arrow = con.sql(f"SELECT * FROM {_quote(name)}").to_arrow_table()
         frame = pl.from_arrow(arrow)
         assert isinstance(frame, pl.DataFrame)
@@ -119,6 +150,7 @@ class DuckDBStore(MetadataStore):
         self._check_writable()
         name = _quote(self.physical_name(table))
         data = _writable(frame).to_arrow()
+        self._tables = None
         with self.connect() as con:
             con.register("__mxd_incoming", data)
             try:

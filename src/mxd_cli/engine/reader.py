@@ -1,0 +1,55 @@
+"""Current rows of features, from the target store or, for upstreams, its fallback stores."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from mxd_cli.definitions.keys import FeatureKey
+from mxd_cli.graph import FeatureGraph
+from mxd_cli.store.base import MetadataStore
+from mxd_cli.versioning import GraphVersions
+
+
+class CurrentRows:
+    """``reader(key)``: a feature's current rows at its current feature version, or None.
+
+    A feature absent from the target store is read from the first fallback store that has
+    it (fallbacks are read-only sources for upstream features, as in Metaxy).
+    """
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        graph: FeatureGraph,
+        versions: GraphVersions,
+        fallbacks: Sequence[MetadataStore] = (),
+    ) -> None:
+        self.store = store
+        self.graph = graph
+        self.versions = versions
+        self.fallbacks = list(fallbacks)
+        self._where: dict[FeatureKey, MetadataStore | None] = {}
+
+    def source(self, key: FeatureKey) -> MetadataStore | None:
+        """The store that holds ``key``, or None."""
+        if key not in self._where:
+            table = key.parts
+            found = next((s for s in [self.store, *self.fallbacks] if s.has(table)), None)
+            self._where[key] = found
+        return self._where[key]
+
+    def forget(self, key: FeatureKey) -> None:
+        """Drop what is cached about ``key`` (after writing it)."""
+        self._where.pop(key, None)
+
+    def __call__(self, key: FeatureKey) -> pl.LazyFrame | None:
+        store = self.source(key)
+        if store is None:
+            return None
+        return store.read(
+            key.parts,
+            self.graph[key].spec.id_columns,
+            feature_version=self.versions.feature_version(key),
+        )
