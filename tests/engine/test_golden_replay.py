@@ -117,9 +117,7 @@ def replay_step(
             assert ids_of(getattr(inc, part), skey) == want[part], f"{label} {part}"
             checks += 1
         for part in ("new", "stale"):
-            checks += assert_rows(
-                f"{label} {part}", want[f"{part}_rows"], getattr(inc, part), skey
-            )
+            checks += assert_rows(f"{label} {part}", want[f"{part}_rows"], getattr(inc, part), skey)
         writer = FeatureWriter(
             store, node, versions, project="golden", algorithm=algorithm, length=length
         )

@@ -39,7 +39,8 @@ def hash_expr(text: pl.Expr, algorithm: str, length: int) -> pl.Expr:
             f"unknown hash algorithm {algorithm!r}",
             hint=f"use one of {', '.join(HASH_ALGORITHMS)}",
         )
-    return digest.str.slice(0, length)
+    result: pl.Expr = digest.str.slice(0, length)
+    return result
 
 
 def joined(parts: Sequence[pl.Expr]) -> pl.Expr:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import polars as pl
 
@@ -30,6 +31,7 @@ from mxd_cli.store import columns as c
 ReadCurrent = Callable[[FeatureKey], "pl.LazyFrame | None"]
 
 DV_PREFIX = "__mxd_dv_"
+JoinStrategy = Literal["inner", "left", "full"]
 
 
 def sample_key(node: FeatureNode) -> tuple[str, ...]:
@@ -131,7 +133,7 @@ def expected_samples(
         dep = node.spec.deps[i]
         key = _join_key(node, dep)
         _check_collisions(node, result, frames[i], key, dep)
-        how = "full" if all_optional else ("left" if dep.optional else "inner")
+        how: JoinStrategy = "full" if all_optional else ("left" if dep.optional else "inner")
         result = result.join(frames[i], on=key, how=how, coalesce=True, nulls_equal=False)
     parents: dict[FieldRef, pl.Expr] = {}
     for i, dep in deps:

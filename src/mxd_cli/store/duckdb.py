@@ -28,9 +28,36 @@ def _quote(name: str) -> str:
 
 
 def _writable(frame: pl.DataFrame) -> pl.DataFrame:
-    """Give all-null columns a concrete type: DuckDB cannot store the NULL type."""
-    nulls = [n for n, t in frame.schema.items() if t == pl.Null]
-    return frame.with_columns(pl.col(nulls).cast(pl.String)) if nulls else frame
+    """Types DuckDB stores as Metaxy expects: all-null columns become strings (DuckDB has no
+    NULL column type) and timestamps become microseconds, tz-aware ones in UTC."""
+    casts = []
+    for name, dtype in frame.schema.items():
+        if dtype == pl.Null:
+            casts.append(pl.col(name).cast(pl.String))
+        elif isinstance(dtype, pl.Datetime):
+            col = pl.col(name)
+            if dtype.time_zone is not None:
+                col = col.dt.convert_time_zone("UTC")
+            casts.append(col.dt.cast_time_unit("us"))
+    return frame.with_columns(casts) if casts else frame
+
+
+def _struct_fields(dtype: str) -> list[tuple[str, str]] | None:
+    """Top-level fields of a DuckDB STRUCT type string (names unquoted), else None."""
+    if not dtype.startswith("STRUCT(") or not dtype.endswith(")"):
+        return None
+    fields, depth, start, body = [], 0, 0, dtype[7:-1]
+    for i, ch in enumerate(body + ","):
+        if ch in "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            part = body[start:i].strip()
+            name, _, ftype = part.partition(" ")
+            fields.append((name.strip('"'), ftype))
+            start = i + 1
+    return fields
 
 
 class DuckDBStore(MetadataStore):
@@ -105,8 +132,14 @@ class DuckDBStore(MetadataStore):
             except duckdb.IOException as exc:
                 busy = any(m in str(exc) for m in _BUSY_MESSAGES)
                 if not busy or time.monotonic() > deadline:
-                    hint = "another mxd process is writing; try again or raise the wait" if busy else None
-                    raise StoreError(f"cannot open DuckDB store {self.database}: {exc}", hint=hint) from exc
+                    hint = (
+                        "another mxd process is writing; try again or raise the wait"
+                        if busy
+                        else None
+                    )
+                    raise StoreError(
+                        f"cannot open DuckDB store {self.database}: {exc}", hint=hint
+                    ) from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
         try:
@@ -158,11 +191,22 @@ class DuckDBStore(MetadataStore):
                 con.execute(
                     f"CREATE TABLE IF NOT EXISTS {name} AS SELECT * FROM __mxd_incoming LIMIT 0"
                 )
-                present = {r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()}
+                present = {r[0]: r[1] for r in con.execute(f"DESCRIBE {name}").fetchall()}
                 incoming = con.execute("DESCRIBE __mxd_incoming").fetchall()
                 for column, dtype, *_ in incoming:
                     if column not in present:
                         con.execute(f"ALTER TABLE {name} ADD COLUMN {_quote(column)} {dtype}")
+                        continue
+                    # Struct columns gain fields in place (a feature gained a field); INSERT
+                    # BY NAME would otherwise drop the new field silently.
+                    have = _struct_fields(present[column]) or []
+                    known = {f for f, _ in have}
+                    for field, ftype in _struct_fields(dtype) or []:
+                        if have and field not in known:
+                            con.execute(
+                                f"ALTER TABLE {name} ADD COLUMN "
+                                f"{_quote(column)}.{_quote(field)} {ftype}"
+                            )
                 con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM __mxd_incoming")
                 con.execute("COMMIT")
             except BaseException:
@@ -175,12 +219,12 @@ class DuckDBStore(MetadataStore):
         self._check_writable()
         name = _quote(self.physical_name(table))
         data = _writable(frame).to_arrow()
+        self._tables = None
         with self.connect() as con:
             con.register("__mxd_incoming", data)
             try:
                 con.execute("BEGIN TRANSACTION")
-                con.execute(f"DELETE FROM {name}")
-                con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM __mxd_incoming")
+                con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM __mxd_incoming")
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
