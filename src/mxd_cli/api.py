@@ -133,3 +133,106 @@ def check(project: Project) -> dict[str, Any]:
             for k in without_asset
         ],
     }
+
+
+def _open(project: Project, store: str | None, *, read_only: bool) -> tuple[Any, list[Any]]:
+    from mxd_cli.store import open_store
+
+    config = project.config.store_config(store)
+    target = open_store(config, read_only=read_only)
+    fallbacks = [
+        open_store(project.config.store_config(name), read_only=True)
+        for name in config.fallback_stores
+    ]
+    return target, fallbacks
+
+
+def status(
+    project: Project,
+    selectors: Sequence[str] = (),
+    *,
+    filters: Sequence[str] = (),
+    store: str | None = None,
+) -> dict[str, Any]:
+    """Per selected feature: stored, new, stale, orphaned, unchanged and why (read-only).
+
+    Root features are compared with what their asset returns now (root assets are called;
+    they must not write anything). A root feature without an asset reports status "root".
+    """
+    import polars as pl
+
+    from mxd_cli.definitions.asset import AssetContext
+    from mxd_cli.engine.assets import root_samples
+    from mxd_cli.engine.filters import parse_filters
+    from mxd_cli.engine.increment import resolve_increment
+    from mxd_cli.engine.reader import CurrentRows
+    from mxd_cli.engine.status import FeatureStatus, feature_status
+    from mxd_cli.errors import AssetError, FilterError
+
+    keys = project.graph.select(selectors)
+    flt = parse_filters(list(filters)) if filters else None
+    config = project.config.store_config(store)
+    target, fallbacks = _open(project, store, read_only=True)
+    results: dict[Any, FeatureStatus] = {}
+    try:
+        with target.session():
+            reader = CurrentRows(target, project.graph, project.versions, fallbacks)
+            for key in keys:
+                node = project.graph[key]
+                version = project.versions.feature_version(key)
+                asset = project.registry.assets.get(key)
+                if node.is_root and asset is None:
+                    current = reader(key)
+                    stored = 0 if current is None else current.select(pl.len()).collect().item()
+                    results[key] = FeatureStatus(
+                        key, "root", stored=stored, causes=["root feature without an asset"]
+                    )
+                    continue
+                try:
+                    samples = None
+                    if node.is_root and asset is not None:
+                        ctx = AssetContext(key, run_id="status", project_dir=project.config.root)
+                        samples = root_samples(asset, ctx)
+                    increment = resolve_increment(
+                        node,
+                        project.graph,
+                        reader,
+                        algorithm=config.hash_algorithm,
+                        length=project.config.hash_truncation_length,
+                        samples=samples,
+                        restrict=None if flt is None else flt.to_polars(),
+                    )
+                except AssetError as err:
+                    results[key] = FeatureStatus(key, "error", causes=[str(err)])
+                    continue
+                except pl.exceptions.ColumnNotFoundError as exc:
+                    raise FilterError(
+                        f"filter column not found in feature {key}: {exc}".splitlines()[0],
+                        hint="select only the features that have the filter's columns",
+                    ) from None
+                pending_up = [
+                    u
+                    for u in node.upstream
+                    if u in results and results[u].status in ("needs_update", "missing")
+                ]
+                results[key] = feature_status(
+                    node,
+                    project.graph,
+                    increment,
+                    target,
+                    feature_version=version,
+                    project=project.config.project,
+                    pending_upstream=pending_up,
+                    read=reader,
+                    sources=reader.source,
+                )
+    finally:
+        target.close()
+        for fb in fallbacks:
+            fb.close()
+    features = [results[k].to_json() for k in keys]
+    return {
+        "store": config.name,
+        "features": features,
+        "pending": any(f["status"] in ("needs_update", "missing") for f in features),
+    }

@@ -100,7 +100,8 @@ class DuckDBStore(MetadataStore):
 
     @contextmanager
     def session(self) -> Iterator[None]:
-        if self._session is not None or self._memory is not None:
+        if self._session is not None or self._memory is not None or not self._exists:
+            # (A read-only store whose file does not exist yet has nothing to hold open.)
             yield
             return
         with self.connect() as con:

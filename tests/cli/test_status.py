@@ -1,0 +1,224 @@
+"""`mxd status` on real projects and stores."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from mxd_cli import api
+from tests.cli.test_definitions import mxd
+from tests.pipeline_runner import run_step
+
+FEATURES = ["shop/products", "shop/reviews", "shop/pricing", "shop/text_stats", "shop/ranking"]
+
+
+def status_json(root: Path, *args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    result = mxd("status", "--json", *args, cwd=root)
+    return result.exit_code, json.loads(result.stdout)
+
+
+def by_feature(report: dict) -> dict[str, dict]:  # type: ignore[type-arg]
+    return {f["feature"]: f for f in report["features"]}
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_quickstart_before_any_run_reports_every_feature_missing(quickstart: Path) -> None:
+    code, report = status_json(quickstart)
+    assert code == 0
+    assert report["store"] == "dev"
+    assert [f["feature"] for f in report["features"]] == FEATURES
+    rows = by_feature(report)
+    for key in FEATURES:
+        row = rows[key]
+        assert row["status"] == "missing"
+        assert (row["stored"], row["stale"], row["orphaned"], row["unchanged"]) == (0, 0, 0, 0)
+        assert row["causes"][0] == "never materialized"
+    assert rows["shop/products"]["new"] == rows["shop/reviews"]["new"] == 8
+    assert rows["shop/ranking"]["new"] == 0
+    assert "upstream shop/pricing is not up to date" in rows["shop/ranking"]["causes"]
+    assert not (quickstart / ".mxd").exists()  # status never creates the store
+
+
+def test_exit_code_3_only_when_pending(quickstart: Path) -> None:
+    assert mxd("status", "--exit-code", cwd=quickstart).exit_code == 3
+    run_step(api.Project.load(cwd=quickstart))
+    code, report = status_json(quickstart, "--exit-code")
+    assert code == 0
+    assert {f["status"] for f in report["features"]} == {"up_to_date"}
+    assert [(f["stored"], f["unchanged"]) for f in report["features"]] == [(8, 8)] * 5
+
+
+def test_one_changed_value_is_attributed_to_its_upstream(quickstart: Path) -> None:
+    run_step(api.Project.load(cwd=quickstart))
+    csv = quickstart / "data" / "products.csv"
+    csv.write_text(csv.read_text().replace("Headlamp,", "Head Torch,"))
+    code, report = status_json(quickstart, "--exit-code")
+    assert code == 3
+    rows = by_feature(report)
+    assert rows["shop/products"]["stale"] == 1
+    assert rows["shop/products"]["causes"] == ["1 sample changed (fields: title)"]
+    # Only the title changed; pricing depends on price and rating only.
+    assert rows["shop/pricing"]["status"] == "up_to_date"
+    assert rows["shop/text_stats"]["status"] == "up_to_date"  # its upstream is not rewritten yet
+    run_step(api.Project.load(cwd=quickstart), store=None)
+    rows = by_feature(status_json(quickstart)[1])
+    assert {r["status"] for r in rows.values()} == {"up_to_date"}
+
+
+def test_stale_downstream_names_the_upstream(quickstart: Path) -> None:
+    project = api.Project.load(cwd=quickstart)
+    run_step(project)
+    csv = quickstart / "data" / "products.csv"
+    csv.write_text(csv.read_text().replace("Headlamp,", "Head Torch,"))
+    # Write only the root, then ask about its dependents.
+    from tests.pipeline_runner import run_step as step
+
+    step(api.Project.load(cwd=quickstart))
+    (quickstart / "data" / "reviews.csv").write_text(
+        (quickstart / "data" / "reviews.csv").read_text().replace("p006,4.1", "p006,2.0")
+    )
+    project = api.Project.load(cwd=quickstart)
+    config = project.config.store_config()
+    from mxd_cli.definitions.asset import AssetContext
+    from mxd_cli.definitions.keys import FeatureKey
+    from mxd_cli.engine.assets import root_samples
+    from mxd_cli.engine.increment import resolve_increment
+    from mxd_cli.engine.reader import CurrentRows
+    from mxd_cli.engine.writer import FeatureWriter
+    from mxd_cli.store import open_store
+
+    key = FeatureKey.parse("shop/reviews")
+    with open_store(config) as store:
+        reader = CurrentRows(store, project.graph, project.versions)
+        node = project.graph[key]
+        samples = root_samples(
+            project.registry.assets[key], AssetContext(key, "t", project.config.root)
+        )
+        inc = resolve_increment(
+            node, project.graph, reader, algorithm="xxhash32", length=8, samples=samples
+        )
+        FeatureWriter(
+            store, node, project.versions, project="quickstart", algorithm="xxhash32", length=8
+        ).write(inc.to_compute())
+    rows = by_feature(status_json(quickstart)[1])
+    assert rows["shop/pricing"]["stale"] == 1
+    assert rows["shop/pricing"]["causes"] == ["upstream shop/reviews: 1 sample changed"]
+    assert rows["shop/ranking"]["status"] == "up_to_date"
+
+
+def test_code_version_change_is_explained(quickstart: Path) -> None:
+    run_step(api.Project.load(cwd=quickstart))
+    pipeline = quickstart / "pipeline.py"
+    pipeline.write_text(
+        pipeline.read_text().replace(
+            'mx.FieldSpec(key="title", code_version="1"),  # default',
+            'mx.FieldSpec(key="title", code_version="2"),  # default',
+        )
+    )
+    rows = by_feature(status_json(quickstart)[1])
+    text_stats = rows["shop/text_stats"]
+    assert text_stats["status"] == "missing"
+    assert (text_stats["stored"], text_stats["new"]) == (0, 8)
+    assert text_stats["causes"] == ["code version of field title changed (1 -> 2)"]
+
+
+def test_filter_restricts_the_comparison(quickstart: Path) -> None:
+    code, report = status_json(quickstart, "shop/products", "--filter", "category = 'gear'")
+    assert code == 0
+    assert by_feature(report)["shop/products"]["new"] == 3
+    result = mxd("status", "--json", "shop/products", "--filter", "categroy = 1", cwd=quickstart)
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["error"] == "filter_error"
+
+
+def test_status_leaves_the_store_byte_for_byte_unchanged(quickstart: Path) -> None:
+    run_step(api.Project.load(cwd=quickstart))
+    csv = quickstart / "data" / "products.csv"
+    csv.write_text(csv.read_text().replace("Headlamp,", "Head Torch,"))
+    before = digest(quickstart / ".mxd")
+    assert mxd("status", "--json", cwd=quickstart).exit_code == 0
+    assert digest(quickstart / ".mxd") == before
+
+
+def test_status_on_a_delta_store_is_read_only(quickstart: Path) -> None:
+    config = quickstart / "metaxy.toml"
+    config.write_text(
+        config.read_text()
+        .replace('type = "duckdb"', 'type = "delta"')
+        .replace('database = ".mxd/dev.duckdb"', 'root_path = ".mxd/delta"')
+    )
+    code, report = status_json(quickstart)
+    assert by_feature(report)["shop/products"]["new"] == 8
+    assert not (quickstart / ".mxd").exists()
+    run_step(api.Project.load(cwd=quickstart))
+    before = digest(quickstart / ".mxd")
+    code, report = status_json(quickstart, "--exit-code")
+    assert code == 0
+    assert digest(quickstart / ".mxd") == before
+
+
+def test_root_asset_failure_is_reported_per_feature(make_project) -> None:  # type: ignore[no-untyped-def]
+    root = make_project(
+        """
+        class Raw(mx.BaseFeature, spec=mx.FeatureSpec(key="demo/raw", id_columns=["id"])):
+            pass
+
+        @mx.asset(Raw)
+        def raw(ctx):
+            raise ValueError("source offline")
+        """
+    )
+    code, report = status_json(root)
+    assert code == 0
+    row = report["features"][0]
+    assert row["status"] == "error"
+    assert "ValueError: source offline" in row["causes"][0]
+
+
+@pytest.mark.parametrize("backend", ["duckdb"])
+def test_status_beside_a_writer_process(quickstart: Path, backend: str) -> None:
+    """A writer in another process appends chunk after chunk; status keeps answering."""
+    run_step(api.Project.load(cwd=quickstart))
+    database = quickstart / ".mxd" / "dev.duckdb"
+    writer = textwrap.dedent(
+        f"""
+        import time, polars as pl
+        from mxd_cli.store.duckdb import DuckDBStore
+        store = DuckDBStore("w", {{"database": {str(database)!r}}})
+        end = time.monotonic() + 3
+        i = 0
+        while time.monotonic() < end:
+            with store.session():  # one short write transaction per chunk
+                store.append(("scratch", "chunks"), pl.DataFrame({{"i": list(range(i, i + 5000))}}))
+            i += 5000
+            time.sleep(0.02)
+        print(i)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True)
+    try:
+        answers = 0
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            code, report = status_json(quickstart)
+            assert code == 0, report
+            assert by_feature(report)["shop/products"]["status"] == "up_to_date"
+            answers += 1
+    finally:
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert int(out) > 0 and answers >= 2
