@@ -103,7 +103,10 @@ class FeatureWriter:
     def snapshot_row(self) -> pl.DataFrame:
         node, versions = self.node, self.versions
         spec_json = json.dumps(node.spec.to_metaxy_dict())
-        schema = {"id_columns": list(node.spec.id_columns), "columns": list(node.definition.columns)}
+        schema = {
+            "id_columns": list(node.spec.id_columns),
+            "columns": list(node.definition.columns),
+        }
         schema_json = json.dumps(schema)
         definition_version = sha256_truncated(
             versions[node.key].feature_spec_version + json.dumps(schema, sort_keys=True),
