@@ -12,6 +12,7 @@ import abc
 import contextlib
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -107,6 +108,10 @@ class MetadataStore(abc.ABC):
         Keep sessions short in writers: readers in other processes wait while one is open.
         """
         yield
+
+    def lock_path(self) -> Path | None:
+        """Where the writer lock of this store lives (None: the backend cannot hold one)."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional for backends
         """Release resources; the store may not be used afterwards."""

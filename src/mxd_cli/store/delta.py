@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 from urllib.request import url2pathname
@@ -130,6 +131,10 @@ class DeltaStore(MetadataStore):
 
     def location(self) -> str:
         return self.root_path
+
+    def lock_path(self) -> Path | None:
+        # Object stores have no atomic create-if-absent here: only local roots get a lock.
+        return None if self._local is None else Path(self._local) / ".mxd-writer.lock"
 
     def physical_name(self, table: Table) -> str:
         if self.layout == "flat":

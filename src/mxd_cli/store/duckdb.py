@@ -91,6 +91,9 @@ class DuckDBStore(MetadataStore):
     def location(self) -> str:
         return self.database
 
+    def lock_path(self) -> Path | None:
+        return None if self._memory is not None else Path(self.database + ".mxd-lock")
+
     def physical_name(self, table: Table) -> str:
         return "__".join(table).replace("-", "_")
 
