@@ -39,7 +39,10 @@ class Reviews(
     spec=mx.FeatureSpec(
         key="shop/reviews",
         id_columns=["product_id"],
-        fields=[mx.FieldSpec(key="rating", code_version="1"), mx.FieldSpec(key="review_count")],
+        fields=[
+            mx.FieldSpec(key="rating", code_version="1"),
+            mx.FieldSpec(key="review_count", code_version="1"),
+        ],
         metadata={"tags": ["source"]},
         description="Review summary per product.",
     ),

@@ -41,7 +41,7 @@ def status_command(
         out.json(report)
     else:
         rows = [
-            [f[c] if c != "causes" else "; ".join(f["causes"]) or "-" for c in _COLUMNS]
+            [f[c] if c != "causes" else "\n".join(f["causes"]) or "-" for c in _COLUMNS]
             for f in report["features"]
         ]
         out.table(
