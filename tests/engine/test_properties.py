@@ -1,0 +1,489 @@
+"""Property tests: mxd's increments equal a plain-Python oracle (``tests/oracle.py``).
+
+Random DAGs of 1-6 features (1:1 lineage, one id column) with field-level deps, optional
+deps and renamed user columns get random root samples, then 1-4 random edits (samples
+added, changed or removed, a code version flipped, stored rows soft-deleted). After every
+edit one pipeline step runs in mxd (DuckDB in memory) and in the oracle; per feature the
+new / stale / orphaned ids and the provenance of every new and stale row must agree, and
+resolving again straight after the step must find nothing to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Literal, TypeAlias
+
+import polars as pl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import mxd_cli as mx
+from mxd_cli.definitions import FeatureKey, Registry, collecting
+from mxd_cli.engine.increment import Increment, resolve_increment
+from mxd_cli.engine.reader import CurrentRows
+from mxd_cli.engine.writer import FeatureWriter
+from mxd_cli.graph import FeatureGraph
+from mxd_cli.store import columns as c
+from mxd_cli.store.duckdb import DuckDBStore
+from mxd_cli.versioning import GraphVersions
+from tests.oracle import Id, Oracle, OracleIncrement
+
+ID = "sample_uid"
+POOL = tuple(f"s{i}" for i in range(8))
+VALUES = ("u", "v", "w")
+FIELD_KEYS = ("a", "b", "c")
+ALGORITHMS = ("xxhash32", "xxhash64", "xxh3_64", "md5", "sha256")
+
+# -- plans: plain values hypothesis can draw, shrink and print --------------------------------
+
+# "default" mapping, "all" (mx.ALL), or explicit FieldDeps: (upstream index, fields or None = ALL)
+FieldDepsPlan: TypeAlias = (
+    Literal["default", "all"] | tuple[tuple[int, tuple[str, ...] | None], ...]
+)
+
+
+@dataclass(frozen=True)
+class DepPlan:
+    upstream: int
+    optional: bool = False
+    rename: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class FieldPlan:
+    key: str
+    code_version: str = "1"
+    deps: FieldDepsPlan = "default"
+
+
+@dataclass(frozen=True)
+class FeaturePlan:
+    index: int
+    fields: tuple[FieldPlan, ...] = ()  # none declared: the single field `default`
+    deps: tuple[DepPlan, ...] = ()
+
+    @property
+    def key(self) -> FeatureKey:
+        return FeatureKey.parse(f"p/f{self.index}")
+
+    @property
+    def field_keys(self) -> tuple[str, ...]:
+        return tuple(f.key for f in self.fields) or ("default",)
+
+
+RootSamples: TypeAlias = dict[str, dict[str, str]]  # id -> field struct key -> provenance
+
+
+@dataclass(frozen=True)
+class AddSamples:
+    root: int
+    samples: RootSamples  # an id already present gets these values instead
+
+
+@dataclass(frozen=True)
+class ChangeProvenance:
+    root: int
+    pick: int  # index into the root's sorted ids, modulo their number
+    field: str
+    value: str
+
+
+@dataclass(frozen=True)
+class RemoveSamples:
+    root: int
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FlipCodeVersion:
+    feature: int
+    field: int  # index into the declared fields, modulo; no declared fields: nothing
+
+
+@dataclass(frozen=True)
+class SoftDelete:
+    feature: int
+    ids: tuple[str, ...]
+
+
+Edit: TypeAlias = AddSamples | ChangeProvenance | RemoveSamples | FlipCodeVersion | SoftDelete
+
+
+@dataclass(frozen=True)
+class Scenario:
+    features: tuple[FeaturePlan, ...]
+    algorithm: str
+    length: int
+    samples: dict[int, RootSamples]
+    edits: tuple[Edit, ...]
+
+
+# -- strategies ------------------------------------------------------------------------------
+
+
+def provenance_values(keys: tuple[str, ...]) -> st.SearchStrategy[dict[str, str]]:
+    return st.fixed_dictionaries({k: st.sampled_from(VALUES) for k in keys})
+
+
+def root_samples(
+    plan: FeaturePlan, min_size: int = 0, max_size: int = 8
+) -> st.SearchStrategy[RootSamples]:
+    values = provenance_values(plan.field_keys)
+    return st.dictionaries(st.sampled_from(POOL), values, min_size=min_size, max_size=max_size)
+
+
+@st.composite
+def field_deps(
+    draw: st.DrawFn, deps: tuple[DepPlan, ...], plans: list[FeaturePlan]
+) -> FieldDepsPlan:
+    if not deps:
+        return "default"
+    kind = draw(st.sampled_from(["default", "all", "explicit"]))
+    if kind == "default":
+        return "default"
+    if kind == "all":
+        return "all"
+    chosen = draw(st.lists(st.sampled_from([d.upstream for d in deps]), min_size=1, unique=True))
+    explicit: list[tuple[int, tuple[str, ...] | None]] = []
+    for up in chosen:
+        keys = plans[up].field_keys
+        fields = draw(st.none() | st.lists(st.sampled_from(keys), min_size=1, unique=True))
+        explicit.append((up, None if fields is None else tuple(fields)))
+    return tuple(explicit)
+
+
+@st.composite
+def feature_plans(draw: st.DrawFn, all_optional: bool) -> tuple[FeaturePlan, ...]:
+    """A random DAG: feature i depends on a subset of features < i (none: a root).
+
+    Every root has one user column ``col_f<i>``; downstream rows carry their upstreams'
+    user columns, so a dep renames any column another dep of the same feature already
+    brings (mxd rejects such collisions), and now and then one more at random.
+    """
+    count = draw(st.integers(1, 6))
+    plans: list[FeaturePlan] = []
+    carried: list[set[str]] = []  # user columns in each feature's rows
+    for i in range(count):
+        ups = draw(st.lists(st.integers(0, i - 1), unique=True, max_size=i)) if i else []
+        every_optional = all_optional or draw(st.integers(0, 3)) == 0
+        deps: list[DepPlan] = []
+        taken: set[str] = set()
+        for j, up in enumerate(ups):
+            rename: list[tuple[str, str]] = []
+            for column in sorted(carried[up]):
+                name = column
+                if column in taken or draw(st.integers(0, 5)) == 0:
+                    name = f"{column}_f{i}d{j}"
+                    rename.append((column, name))
+                assert name not in taken
+                taken.add(name)
+            optional = every_optional or draw(st.integers(0, 2)) == 0
+            deps.append(DepPlan(up, optional, tuple(rename)))
+        carried.append(taken if deps else {f"col_f{i}"})
+        keys = draw(st.lists(st.sampled_from(FIELD_KEYS), unique=True, max_size=3))
+        fields = tuple(
+            FieldPlan(k, draw(st.sampled_from(("1", "2"))), draw(field_deps(tuple(deps), plans)))
+            for k in keys
+        )
+        plans.append(FeaturePlan(i, fields, tuple(deps)))
+    return tuple(plans)
+
+
+@st.composite
+def edits(draw: st.DrawFn, plans: tuple[FeaturePlan, ...]) -> Edit:
+    roots = [p for p in plans if not p.deps]
+    features = st.integers(0, len(plans) - 1)
+    ids = st.lists(st.sampled_from(POOL), min_size=1, max_size=8, unique=True).map(tuple)
+    kind = draw(st.sampled_from(["remove", "change", "delete", "flip", "add"]))
+    root = draw(st.sampled_from(roots))
+    if kind == "add":
+        return AddSamples(root.index, draw(root_samples(root, 1, 3)))
+    if kind == "change":
+        field = draw(st.sampled_from(root.field_keys))
+        return ChangeProvenance(
+            root.index, draw(st.integers(0, 7)), field, draw(st.sampled_from(VALUES))
+        )
+    if kind == "remove":
+        return RemoveSamples(root.index, draw(ids))
+    if kind == "flip":
+        return FlipCodeVersion(draw(features), draw(st.integers(0, 2)))
+    return SoftDelete(draw(features), draw(ids))
+
+
+@st.composite
+def scenarios(draw: st.DrawFn, all_optional: bool = False) -> Scenario:
+    plans = draw(feature_plans(all_optional))
+    samples = {p.index: draw(root_samples(p)) for p in plans if not p.deps}
+    return Scenario(
+        features=plans,
+        algorithm=draw(st.sampled_from(ALGORITHMS)),
+        length=draw(st.sampled_from((8, 12, 64))),
+        samples=samples,
+        edits=tuple(draw(st.lists(edits(plans), min_size=1, max_size=4))),
+    )
+
+
+# -- building graphs from plans ---------------------------------------------------------------
+
+
+def field_spec(plan: FieldPlan) -> mx.FieldSpec:
+    deps: list[mx.FieldDep] | mx.SpecialFieldDep = []
+    if plan.deps == "all":
+        deps = mx.ALL
+    elif plan.deps != "default":
+        deps = [
+            mx.FieldDep(feature=f"p/f{up}", fields=mx.ALL if fields is None else list(fields))
+            for up, fields in plan.deps
+        ]
+    return mx.FieldSpec(key=plan.key, code_version=plan.code_version, deps=deps)
+
+
+def feature_spec(plan: FeaturePlan) -> mx.FeatureSpec:
+    deps = [
+        mx.FeatureDep(
+            feature=f"p/f{d.upstream}", rename=dict(d.rename) or None, optional=d.optional
+        )
+        for d in plan.deps
+    ]
+    fields = [field_spec(f) for f in plan.fields]
+    return mx.FeatureSpec(key=plan.key, id_columns=[ID], deps=deps, fields=fields or None)
+
+
+def build_graph(plans: tuple[FeaturePlan, ...]) -> FeatureGraph:
+    registry = Registry()
+    with collecting(registry):
+        for plan in plans:
+            # a module without a source file: mxd then skips parsing this file for origins
+            namespace = {"__module__": "generated"}
+            type(f"F{plan.index}", (mx.BaseFeature,), namespace, spec=feature_spec(plan))
+    return FeatureGraph(registry.features.values())
+
+
+def flip(plan: FeaturePlan, index: int) -> FeaturePlan:
+    if not plan.fields:
+        return plan
+    index %= len(plan.fields)
+    fields = list(plan.fields)
+    old = fields[index]
+    fields[index] = replace(old, code_version="2" if old.code_version == "1" else "1")
+    return replace(plan, fields=tuple(fields))
+
+
+# -- mxd and the oracle side by side ----------------------------------------------------------
+
+
+def ids_of(frame: pl.DataFrame) -> set[Id]:
+    return {(v,) for v in frame[ID].to_list()} if frame.height else set()
+
+
+def provenance_of(frame: pl.DataFrame) -> dict[Id, tuple[str, dict[str, str]]]:
+    if not frame.height:
+        return {}
+    rows = frame.select(ID, c.PROVENANCE, c.PROVENANCE_BY_FIELD).to_dicts()
+    return {(r[ID],): (r[c.PROVENANCE], r[c.PROVENANCE_BY_FIELD]) for r in rows}
+
+
+def assert_same(label: str, got: Increment, want: OracleIncrement) -> None:
+    assert ids_of(got.new) == set(want.new), f"{label}: new"
+    assert ids_of(got.stale) == set(want.stale), f"{label}: stale"
+    assert ids_of(got.orphaned) == want.orphaned, f"{label}: orphaned"
+    assert got.new.height == len(want.new), f"{label}: duplicate new rows"
+    assert got.stale.height == len(want.stale), f"{label}: duplicate stale rows"
+    expected = {
+        sid: (row.provenance, row.provenance_by_field) for sid, row in want.to_compute().items()
+    }
+    assert provenance_of(got.to_compute()) == expected, f"{label}: provenance"
+
+
+class Pipeline:
+    """One scenario's state: plans, root samples, an in-memory DuckDB store, the oracle."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.plans = scenario.features
+        self.samples = {root: dict(s) for root, s in scenario.samples.items()}
+        self.store = DuckDBStore("t", {"database": ":memory:"})
+        self.graph = build_graph(self.plans)
+        self.versions = GraphVersions(self.graph, scenario.length)
+        self.oracle = Oracle(self.graph, algorithm=scenario.algorithm, length=scenario.length)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def root_frame(self, index: int) -> pl.DataFrame:
+        keys = self.plans[index].field_keys
+        user = f"col_f{index}"
+        schema = {ID: pl.String, user: pl.String, c.PROVENANCE_BY_FIELD: c.struct_dtype(keys)}
+        rows = [
+            {ID: sid, user: f"{sid}/{index}", c.PROVENANCE_BY_FIELD: values}
+            for sid, values in sorted(self.samples[index].items())
+        ]
+        return pl.DataFrame(rows, schema=schema)
+
+    def oracle_samples(self, index: int) -> dict[Id, dict[str, str]]:
+        return {(sid,): values for sid, values in self.samples[index].items()}
+
+    def resolve(self, reader: CurrentRows, key: FeatureKey) -> Increment:
+        node = self.graph[key]
+        index = int(key.parts[-1][1:])
+        return resolve_increment(
+            node,
+            self.graph,
+            reader,
+            algorithm=self.scenario.algorithm,
+            length=self.scenario.length,
+            samples=self.root_frame(index) if node.is_root else None,
+        )
+
+    def step(self, label: str) -> None:
+        """One pipeline step in both; then a second resolution in mxd must be empty."""
+        reader = CurrentRows(self.store, self.graph, self.versions)
+        with self.store.session():
+            for key in self.graph.order:
+                node = self.graph[key]
+                index = int(key.parts[-1][1:])
+                got = self.resolve(reader, key)
+                want = self.oracle.resolve(
+                    key, self.oracle_samples(index) if node.is_root else None
+                )
+                assert_same(f"{label} {key}", got, want)
+                writer = FeatureWriter(
+                    self.store,
+                    node,
+                    self.versions,
+                    project="props",
+                    algorithm=self.scenario.algorithm,
+                    length=self.scenario.length,
+                )
+                writer.write(got.to_compute())
+                writer.soft_delete(got.orphaned)
+                reader.forget(key)
+                self.oracle.apply(key, want)
+            reader = CurrentRows(self.store, self.graph, self.versions)
+            for key in self.graph.order:
+                again = self.resolve(reader, key)
+                assert not again.pending, f"{label} {key}: not empty right after writing"
+
+    def apply(self, edit: Edit) -> None:
+        if isinstance(edit, AddSamples):
+            self.samples[edit.root].update(edit.samples)
+        elif isinstance(edit, ChangeProvenance):
+            present = sorted(self.samples[edit.root])
+            if present:
+                sid = present[edit.pick % len(present)]
+                self.samples[edit.root][sid] = {
+                    **self.samples[edit.root][sid],
+                    edit.field: edit.value,
+                }
+        elif isinstance(edit, RemoveSamples):
+            for sid in edit.ids:
+                self.samples[edit.root].pop(sid, None)
+        elif isinstance(edit, FlipCodeVersion):
+            plans = list(self.plans)
+            plans[edit.feature] = flip(plans[edit.feature], edit.field)
+            self.plans = tuple(plans)
+            self.graph = build_graph(self.plans)
+            self.versions = GraphVersions(self.graph, self.scenario.length)
+            self.oracle.use_graph(self.graph)
+        else:
+            self.soft_delete(edit)
+
+    def soft_delete(self, edit: SoftDelete) -> None:
+        """Tombstone some current rows of a feature, as read from the store."""
+        key = self.plans[edit.feature].key
+        version = self.versions.feature_version(key)
+        current = self.store.read(key.parts, [ID], feature_version=version)
+        rows = (
+            pl.DataFrame()
+            if current is None
+            else current.filter(pl.col(ID).is_in(list(edit.ids))).collect()
+        )
+        wanted = {(sid,) for sid in edit.ids}
+        assert ids_of(rows) == wanted & set(self.oracle.current(key)), f"soft delete {key}"
+        self.store.soft_delete(
+            key.parts, rows, feature_version=version, project_version=self.versions.project_version
+        )
+        self.oracle.soft_delete(key, wanted)
+
+
+def run(scenario: Scenario) -> None:
+    pipeline = Pipeline(scenario)
+    try:
+        pipeline.step("first run")
+        for n, edit in enumerate(scenario.edits, 1):
+            pipeline.apply(edit)
+            pipeline.step(f"after edit {n} ({type(edit).__name__})")
+    finally:
+        pipeline.close()
+
+
+SETTINGS = settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@SETTINGS
+@given(scenarios())
+def test_increments_match_oracle(scenario: Scenario) -> None:
+    run(scenario)
+
+
+@SETTINGS
+@given(scenarios(all_optional=True))
+def test_increments_match_oracle_all_optional(scenario: Scenario) -> None:
+    # every dep of every downstream feature optional: full outer joins everywhere
+    run(scenario)
+
+
+# -- the machinery itself ---------------------------------------------------------------------
+
+
+def collisions(plans: tuple[FeaturePlan, ...]) -> Iterator[str]:
+    """Columns two deps of one feature would bring under the same name (should be none)."""
+    carried: dict[int, set[str]] = {}
+    for plan in plans:
+        names: list[str] = []
+        for dep in plan.deps:
+            rename = dict(dep.rename)
+            names += [rename.get(col, col) for col in carried[dep.upstream]]
+        yield from sorted({n for n in names if names.count(n) > 1})
+        carried[plan.index] = set(names) if plan.deps else {f"col_f{plan.index}"}
+
+
+@settings(max_examples=50, deadline=None)
+@given(feature_plans(all_optional=False))
+def test_generated_graphs_build_without_column_collisions(plans: tuple[FeaturePlan, ...]) -> None:
+    assert list(collisions(plans)) == []
+    assert len(build_graph(plans)) == len(plans)
+
+
+def test_a_hand_written_scenario_runs() -> None:
+    """A diamond with an optional leg, a rename, a code flip and a soft delete."""
+    f0 = FeaturePlan(0, (FieldPlan("a"), FieldPlan("b", "2")))
+    f1 = FeaturePlan(1, (FieldPlan("c"),))
+    f2 = FeaturePlan(
+        2,
+        (FieldPlan("a", deps=((0, ("b",)),)), FieldPlan("c", deps="all")),
+        (DepPlan(0), DepPlan(1, optional=True)),
+    )
+    f3 = FeaturePlan(3, (), (DepPlan(2), DepPlan(0, rename=(("col_f0", "col_f0_f3d1"),))))
+    scenario = Scenario(
+        features=(f0, f1, f2, f3),
+        algorithm="xxhash32",
+        length=8,
+        samples={
+            0: {"s0": {"a": "u", "b": "v"}, "s1": {"a": "w", "b": "w"}},
+            1: {"s1": {"c": "u"}},
+        },
+        edits=(
+            ChangeProvenance(0, 1, "b", "u"),
+            FlipCodeVersion(2, 1),
+            SoftDelete(3, ("s0", "s5")),
+            RemoveSamples(1, ("s1",)),
+        ),
+    )
+    assert list(collisions(scenario.features)) == []
+    run(scenario)
