@@ -117,6 +117,8 @@ def test_lineage_and_id_columns_are_checked() -> None:
         ],
     )
     assert len(build(up, renamed)) == 2
+    with pytest.raises(DefinitionError, match="has id column\\(s\\) chunk that t/down lacks"):
+        build(up, mx.FeatureSpec(key="t/down", id_columns=["vid"], deps=["t/up"]))
     with pytest.raises(DefinitionError, match="must name id columns"):
         build(
             up,

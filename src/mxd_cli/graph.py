@@ -146,6 +146,16 @@ def _check_lineage(
                 "aggregation(on=...) / expansion(on=...) lineage",
                 location=_where(definition),
             )
+        extra = sorted(up_ids - set(spec.id_columns)) if dep.lineage.kind == "1:1" else []
+        if extra:
+            raise DefinitionError(
+                f"feature {spec.key}: upstream {dep.feature} has id column(s) "
+                f"{', '.join(extra)} that {spec.key} lacks, so one sample would match several "
+                "upstream rows",
+                hint=f"use FeatureDep(feature={str(dep.feature)!r}, lineage=aggregation(on=[...]))"
+                " or add the column(s) to id_columns",
+                location=_where(definition),
+            )
 
 
 class FeatureGraph:
