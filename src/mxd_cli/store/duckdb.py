@@ -183,35 +183,17 @@ class DuckDBStore(MetadataStore):
         assert isinstance(frame, pl.DataFrame)
         return frame.lazy()
 
-    def append(self, table: Table, frame: pl.DataFrame) -> None:
+    @contextmanager
+    def _writing(self, frame: pl.DataFrame) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One transaction with ``frame`` visible as ``__mxd_incoming``; rolled back on error."""
         self._check_writable()
-        name = _quote(self.physical_name(table))
         data = _writable(frame).to_arrow()
         self._tables = None
         with self.connect() as con:
             con.register("__mxd_incoming", data)
             try:
                 con.execute("BEGIN TRANSACTION")
-                con.execute(
-                    f"CREATE TABLE IF NOT EXISTS {name} AS SELECT * FROM __mxd_incoming LIMIT 0"
-                )
-                present = {r[0]: r[1] for r in con.execute(f"DESCRIBE {name}").fetchall()}
-                incoming = con.execute("DESCRIBE __mxd_incoming").fetchall()
-                for column, dtype, *_ in incoming:
-                    if column not in present:
-                        con.execute(f"ALTER TABLE {name} ADD COLUMN {_quote(column)} {dtype}")
-                        continue
-                    # Struct columns gain fields in place (a feature gained a field); INSERT
-                    # BY NAME would otherwise drop the new field silently.
-                    have = _struct_fields(present[column]) or []
-                    known = {f for f, _ in have}
-                    for field, ftype in _struct_fields(dtype) or []:
-                        if have and field not in known:
-                            con.execute(
-                                f"ALTER TABLE {name} ADD COLUMN "
-                                f"{_quote(column)}.{_quote(field)} {ftype}"
-                            )
-                con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM __mxd_incoming")
+                yield con
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -219,22 +201,31 @@ class DuckDBStore(MetadataStore):
             finally:
                 con.unregister("__mxd_incoming")
 
-    def replace(self, table: Table, frame: pl.DataFrame) -> None:
-        self._check_writable()
+    def append(self, table: Table, frame: pl.DataFrame) -> None:
         name = _quote(self.physical_name(table))
-        data = _writable(frame).to_arrow()
-        self._tables = None
-        with self.connect() as con:
-            con.register("__mxd_incoming", data)
-            try:
-                con.execute("BEGIN TRANSACTION")
-                con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM __mxd_incoming")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            finally:
-                con.unregister("__mxd_incoming")
+        with self._writing(frame) as con:
+            con.execute(
+                f"CREATE TABLE IF NOT EXISTS {name} AS SELECT * FROM __mxd_incoming LIMIT 0"
+            )
+            present = {r[0]: r[1] for r in con.execute(f"DESCRIBE {name}").fetchall()}
+            for column, dtype, *_ in con.execute("DESCRIBE __mxd_incoming").fetchall():
+                if column not in present:
+                    con.execute(f"ALTER TABLE {name} ADD COLUMN {_quote(column)} {dtype}")
+                    continue
+                # Struct columns gain fields in place (a feature gained a field); INSERT BY
+                # NAME would otherwise drop the new field silently.
+                have = {f for f, _ in _struct_fields(present[column]) or []}
+                for field, ftype in _struct_fields(dtype) or []:
+                    if have and field not in have:
+                        con.execute(
+                            f"ALTER TABLE {name} ADD COLUMN {_quote(column)}.{_quote(field)} {ftype}"
+                        )
+            con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM __mxd_incoming")
+
+    def replace(self, table: Table, frame: pl.DataFrame) -> None:
+        name = _quote(self.physical_name(table))
+        with self._writing(frame) as con:
+            con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM __mxd_incoming")
 
     def _check_writable(self) -> None:
         if self.read_only:
