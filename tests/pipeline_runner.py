@@ -35,6 +35,7 @@ def run_step(project: api.Project, store: str | None = None) -> dict[str, int]:
                 algorithm=config.hash_algorithm,
                 length=project.config.hash_truncation_length,
                 samples=samples,
+                own=reader.own,
             )
             writer = FeatureWriter(
                 target,

@@ -182,7 +182,7 @@ def status(
                 version = project.versions.feature_version(key)
                 asset = project.registry.assets.get(key)
                 if node.is_root and asset is None:
-                    current = reader(key)
+                    current = reader.own(key)
                     stored = 0 if current is None else current.select(pl.len()).collect().item()
                     results[key] = FeatureStatus(
                         key, "root", stored=stored, causes=["root feature without an asset"]
@@ -201,6 +201,7 @@ def status(
                         length=project.config.hash_truncation_length,
                         samples=samples,
                         restrict=None if flt is None else flt.to_polars(),
+                        own=reader.own,
                     )
                 except AssetError as err:
                     results[key] = FeatureStatus(key, "error", causes=[str(err)])

@@ -66,6 +66,7 @@ def resolve_increment(
     length: int,
     samples: pl.LazyFrame | pl.DataFrame | None = None,
     restrict: pl.Expr | None = None,
+    own: ReadCurrent | None = None,
 ) -> Increment:
     """Compare what a feature should hold with what its store holds.
 
@@ -73,7 +74,8 @@ def resolve_increment(
     downstream features read their upstreams through ``read``, which returns a feature's
     current rows at its current feature version (or None when it has none). ``restrict``
     limits the comparison to some samples (partitions, --filter, --keys): samples outside it
-    are neither expected nor orphaned.
+    are neither expected nor orphaned. ``own`` reads the feature's own current rows when
+    they must come from elsewhere than ``read`` (the target store, not its fallbacks).
     """
     key = list(sample_key(node))
     if node.is_root:
@@ -84,7 +86,7 @@ def resolve_increment(
         )
     else:
         expected = expected_samples(node, graph, read, algorithm, length)
-    current = read(node.key)
+    current = (own or read)(node.key)
     if restrict is not None:
         expected = None if expected is None else expected.filter(restrict)
         current = None if current is None else current.filter(restrict)

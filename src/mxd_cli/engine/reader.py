@@ -45,7 +45,15 @@ class CurrentRows:
         self._where.pop(key, None)
 
     def __call__(self, key: FeatureKey) -> pl.LazyFrame | None:
-        store = self.source(key)
+        """Rows of an upstream: from the target store, else the first fallback with it."""
+        return self._read(self.source(key), key)
+
+    def own(self, key: FeatureKey) -> pl.LazyFrame | None:
+        """Rows of the feature being resolved: from the target store only (a feature that
+        only a fallback holds still has to be written to the target)."""
+        return self._read(self.store if self.store.has(key.parts) else None, key)
+
+    def _read(self, store: MetadataStore | None, key: FeatureKey) -> pl.LazyFrame | None:
         if store is None:
             return None
         return store.read(
