@@ -231,9 +231,8 @@ def status(
         target.close()
         for fb in fallbacks:
             fb.close()
-    features = [results[k].to_json() for k in keys]
     return {
         "store": config.name,
-        "features": features,
-        "pending": any(f["status"] in ("needs_update", "missing") for f in features),
+        "features": [results[k].to_json() for k in keys],
+        "pending": any(results[k].pending for k in keys),
     }

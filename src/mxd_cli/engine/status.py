@@ -34,9 +34,8 @@ class FeatureStatus:
 
     @property
     def pending(self) -> bool:
-        return self.status in ("needs_update", "missing") and bool(
-            self.new or self.stale or self.orphaned or self.status == "missing"
-        )
+        """Work is pending: the feature (or, for "missing", its upstreams) needs a run."""
+        return self.status in ("needs_update", "missing")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -170,7 +169,7 @@ def _stale_causes(
     stale = increment.stale.select(key).unique()
     stored = store.read(node.key.parts, node.spec.id_columns, feature_version=feature_version)
     if stored is None or node.is_root:
-        moved = _changed_fields(node, increment, store, feature_version)
+        moved = "" if stored is None else _changed_fields(node, increment, stored)
         return [f"{_plural(stale.height, 'sample')} changed{moved}"]
     ours = stale.lazy().join(
         stored.group_by(key).agg(pl.col(c.UPDATED_AT).max().alias("__ours")), on=key
@@ -213,14 +212,9 @@ def _stale_causes(
     return causes or [f"{_plural(stale.height, 'sample')} changed upstream"]
 
 
-def _changed_fields(
-    node: FeatureNode, increment: Increment, store: MetadataStore, feature_version: str
-) -> str:
-    """ " (fields: a, b)": the fields whose provenance moved in the stale samples."""
+def _changed_fields(node: FeatureNode, increment: Increment, stored: pl.LazyFrame) -> str:
+    """The fields whose provenance moved in the stale samples, as " (fields: a, b)"."""
     key = list(increment.key_columns)
-    stored = store.read(node.key.parts, node.spec.id_columns, feature_version=feature_version)
-    if stored is None:
-        return ""
     old = stored.select(*key, pl.col(c.PROVENANCE_BY_FIELD).alias("__old")).unique(key).collect()
     both = increment.stale.select(*key, c.PROVENANCE_BY_FIELD).unique(key).join(old, on=key)
     moved = [

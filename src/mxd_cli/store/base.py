@@ -13,7 +13,6 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
@@ -180,6 +179,3 @@ class MetadataStore(abc.ABC):
         if removed:
             self.replace(table, kept)
         return removed
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.kind, "location": self.location()}

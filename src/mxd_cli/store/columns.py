@@ -19,19 +19,6 @@ MATERIALIZATION_ID = "metaxy_materialization_id"
 
 TIMESTAMP = pl.Datetime("us", "UTC")
 
-SYSTEM_COLUMNS = (
-    PROVENANCE_BY_FIELD,
-    PROVENANCE,
-    DATA_VERSION_BY_FIELD,
-    DATA_VERSION,
-    FEATURE_VERSION,
-    PROJECT_VERSION,
-    CREATED_AT,
-    UPDATED_AT,
-    DELETED_AT,
-    MATERIALIZATION_ID,
-)
-
 
 def is_system_column(name: str) -> bool:
     return name.startswith("metaxy_")
@@ -39,20 +26,6 @@ def is_system_column(name: str) -> bool:
 
 def struct_dtype(struct_keys: Sequence[str]) -> pl.Struct:
     return pl.Struct([pl.Field(k, pl.String) for k in struct_keys])
-
-
-def scalar_system_schema() -> dict[str, pl.DataType]:
-    """Types of the non-struct system columns."""
-    return {
-        PROVENANCE: pl.String(),
-        DATA_VERSION: pl.String(),
-        FEATURE_VERSION: pl.String(),
-        PROJECT_VERSION: pl.String(),
-        CREATED_AT: TIMESTAMP,
-        UPDATED_AT: TIMESTAMP,
-        DELETED_AT: TIMESTAMP,
-        MATERIALIZATION_ID: pl.String(),
-    }
 
 
 # Metaxy's system table of graph snapshots, written when a feature version is new.
