@@ -6,61 +6,10 @@ dataclasses) that the CLI renders as tables or JSON.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-from mxd_cli.config import Config, load_config
-from mxd_cli.definitions.loader import load_entrypoints
-from mxd_cli.definitions.registry import Registry
-from mxd_cli.errors import DefinitionError, did_you_mean
-from mxd_cli.graph import FeatureGraph
-from mxd_cli.versioning import GraphVersions
-
-
-@dataclass(frozen=True)
-class Project:
-    """A loaded project: config, definitions, graph and versions."""
-
-    config: Config
-    registry: Registry
-    graph: FeatureGraph
-    versions: GraphVersions
-
-    @classmethod
-    def load(
-        cls,
-        config_path: Path | None = None,
-        *,
-        cwd: Path | None = None,
-        environ: Mapping[str, str] | None = None,
-    ) -> Project:
-        config = load_config(config_path, cwd=cwd, environ=environ)
-        registry = load_entrypoints(config.root, config.entrypoints)
-        graph = FeatureGraph(registry.features.values())
-        _check_assets(registry, graph)
-        return cls(config, registry, graph, GraphVersions(graph, config.hash_truncation_length))
-
-
-def _check_assets(registry: Registry, graph: FeatureGraph) -> None:
-    for key, asset in registry.assets.items():
-        if key not in graph:
-            raise DefinitionError(
-                f"asset {asset.name!r} is bound to unknown feature {key}",
-                hint=did_you_mean(str(key), [str(k) for k in graph.order]),
-                location=str(asset.origin),
-            )
-        wanted = 1 if graph[key].is_root else 2
-        if asset.arity != wanted:
-            shape = "(ctx)" if wanted == 1 else "(ctx, rows)"
-            kind = "root" if wanted == 1 else "downstream"
-            raise DefinitionError(
-                f"asset {asset.name!r} of {kind} feature {key} must take {shape}",
-                hint="a root asset returns every current sample; a downstream asset gets the "
-                "increment's rows in chunks",
-                location=str(asset.origin),
-            )
+from mxd_cli.project import Project as Project  # re-exported: api.Project.load(...)
 
 
 def list_features(project: Project, selectors: Sequence[str] = ()) -> dict[str, Any]:
@@ -145,6 +94,82 @@ def _open(project: Project, store: str | None, *, read_only: bool) -> tuple[Any,
         for name in config.fallback_stores
     ]
     return target, fallbacks
+
+
+def materialize(
+    project: Project,
+    options: Any = None,
+    *,
+    store: str | None = None,
+    wait: float | None = None,
+    listener: Any = None,
+    should_stop: Any = None,
+) -> Any:
+    """Run the selected features' assets on their increments; returns a ``RunResult``.
+
+    ``options`` is a :class:`~mxd_cli.engine.materialize.RunOptions`. A real run holds the
+    store's writer lock (waiting up to ``wait`` seconds, default ``ext.mxd.lock_timeout``);
+    a dry run opens the store read-only and keeps every write in memory.
+    """
+    from contextlib import nullcontext
+
+    from mxd_cli.engine.filters import parse_filters
+    from mxd_cli.engine.materialize import Run, RunOptions
+    from mxd_cli.engine.runs import close_dead_runs
+    from mxd_cli.errors import UsageError
+    from mxd_cli.store.lock import WriterLock
+    from mxd_cli.store.overlay import OverlayStore
+
+    opts: RunOptions = options if options is not None else RunOptions()
+    keys = project.graph.select(opts.selectors)
+    restrict = parse_filters(list(opts.filters)) if opts.filters else None
+    if opts.keys:
+        wide = [str(k) for k in keys if len(project.graph[k].spec.id_columns) > 1]
+        if wide:
+            raise UsageError(
+                f"--keys needs features with one id column; {wide[0]} has several",
+                hint="use --filter on the id columns instead",
+            )
+    config = project.config.store_config(store)
+    base, fallbacks = _open(project, store, read_only=opts.dry_run)
+    target = OverlayStore(base) if opts.dry_run else base
+    lock_path = None if opts.dry_run else base.lock_path()
+    timeout = float(project.config.mxd.get("lock_timeout", 0.0) if wait is None else wait)
+    lock = WriterLock(lock_path, wait=timeout, command="mxd materialize") if lock_path else None
+    try:
+        with lock if lock is not None else nullcontext():
+            if not opts.dry_run:
+                close_dead_runs(target, project.config.project)
+            run = Run(
+                project,
+                target,
+                config,
+                opts,
+                fallbacks=fallbacks,
+                restrict=restrict,
+                listener=listener,
+                should_stop=should_stop or (lambda: False),
+            )
+            return run.execute()
+    finally:
+        target.close()
+        for fb in fallbacks:
+            fb.close()
+
+
+def runs(project: Project, *, store: str | None = None, limit: int = 20) -> dict[str, Any]:
+    """The store's materialize history, newest first (read-only)."""
+    from mxd_cli.engine.runs import history
+
+    config = project.config.store_config(store)
+    target, fallbacks = _open(project, store, read_only=True)
+    try:
+        records = history(target, project.config.project)
+    finally:
+        target.close()
+        for fb in fallbacks:
+            fb.close()
+    return {"store": config.name, "runs": [r.to_json() for r in records[:limit]]}
 
 
 def status(

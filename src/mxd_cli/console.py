@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from mxd_cli.errors import MxdError
@@ -34,7 +43,7 @@ class Output:
         # file=None: Rich resolves sys.stdout/sys.stderr when writing, so test runners that
         # swap the streams per invocation still capture everything.
         self._out = Console(no_color=not self.color, highlight=False, soft_wrap=False)
-        self._err = Console(stderr=True, no_color=not self.color, highlight=False)
+        self._err = Console(stderr=True, no_color=not self.color, highlight=False, soft_wrap=True)
 
     # data (stdout)
     def json(self, document: Any) -> None:
@@ -84,9 +93,133 @@ class Output:
         if err.hint:
             self._err.print(f"[dim]Hint:[/dim] {escape(err.hint)}")
 
+    def progress(self) -> RunProgress:
+        """Progress of a run: Rich bars on a terminal, plain periodic lines elsewhere."""
+        if self.quiet:
+            return RunProgress()
+        if self._err.is_terminal:
+            return BarProgress(self._err)
+        return LineProgress(self._err)
+
     def unexpected(self, exc: BaseException) -> None:
         message = f"{type(exc).__name__}: {exc}"
         if self.json_mode:
             self.json({"error": "internal_error", "message": message, "hint": "run with --debug"})
         self._err.print(f"[bold red]Internal error:[/bold red] {escape(message)}")
         self._err.print("[dim]Hint:[/dim] run again with --debug for the traceback")
+
+
+class RunProgress:
+    """Shows nothing; the base of the two displays below (hooks called by a run)."""
+
+    def __enter__(self) -> RunProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def feature_started(self, feature: str, total: int) -> None:
+        pass
+
+    def rows_done(self, feature: str, rows: int) -> None:
+        pass
+
+    def feature_finished(self, result: Any) -> None:
+        pass
+
+
+def _finished_line(result: Any) -> str:
+    done = f"{result.feature}: {result.status}"
+    if result.status in ("success", "failed", "interrupted"):
+        done += f", {result.written} written, {result.deleted} deleted in {result.seconds:.2f}s"
+    if result.note:
+        done += f" ({result.note})"
+    return done
+
+
+class BarProgress(RunProgress):
+    """A Rich bar per asset: rows done / total, rate and time left."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._bars = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("rows"),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self._tasks: dict[str, TaskID] = {}
+        self._started: dict[str, float] = {}
+
+    def __enter__(self) -> BarProgress:
+        self._bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bars.stop()
+
+    def feature_started(self, feature: str, total: int) -> None:
+        self._started[feature] = time.monotonic()
+        self._tasks[feature] = self._bars.add_task(escape(feature), total=total or 1, rate="")
+
+    def rows_done(self, feature: str, rows: int) -> None:
+        task = self._tasks[feature]
+        self._bars.advance(task, rows)
+        done = self._bars.tasks[self._tasks_index(task)].completed
+        elapsed = max(time.monotonic() - self._started[feature], 1e-9)
+        self._bars.update(task, rate=f"{done / elapsed:,.0f}/s")
+
+    def _tasks_index(self, task: TaskID) -> int:
+        return next(i for i, t in enumerate(self._bars.tasks) if t.id == task)
+
+    def feature_finished(self, result: Any) -> None:
+        task = self._tasks.get(result.feature)
+        if task is None:
+            self._bars.console.print(escape(_finished_line(result)), style="dim")
+            return
+        if result.status == "success":
+            total = self._bars.tasks[self._tasks_index(task)].total
+            self._bars.update(task, completed=total)
+        self._bars.update(task, description=escape(_finished_line(result)))
+
+
+class LineProgress(RunProgress):
+    """Plain lines for logs: one when a feature starts and ends, and at most one every
+    ``every`` seconds in between. No colours, no cursor movement."""
+
+    def __init__(self, console: Console, every: float = 5.0) -> None:
+        self._console = console
+        self._every = every
+        self._totals: dict[str, int] = {}
+        self._done: dict[str, int] = {}
+        self._last = 0.0
+        self._started: dict[str, float] = {}
+
+    def _line(self, text: str) -> None:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    def feature_started(self, feature: str, total: int) -> None:
+        self._totals[feature], self._done[feature] = total, 0
+        self._started[feature] = self._last = time.monotonic()
+        if total:
+            self._line(f"{feature}: {total} rows to compute")
+
+    def rows_done(self, feature: str, rows: int) -> None:
+        self._done[feature] += rows
+        now = time.monotonic()
+        if now - self._last < self._every:
+            return
+        self._last = now
+        done, total = self._done[feature], self._totals[feature]
+        rate = done / max(now - self._started[feature], 1e-9)
+        self._line(
+            f"{feature}: {done}/{total} rows ({100 * done // max(total, 1)}%), {rate:,.0f}/s"
+        )
+
+    def feature_finished(self, result: Any) -> None:
+        self._line(_finished_line(result))

@@ -26,6 +26,7 @@ class AssetDefinition:
     chunk_size: int | None
     origin: Origin
     arity: int  # 1: root style (ctx); 2: downstream style (ctx, rows)
+    source_version: Callable[[AssetContext], str] | None = None
 
     @property
     def name(self) -> str:
@@ -56,7 +57,12 @@ def _positional_arity(fn: Callable[..., Any]) -> int:
     return sum(1 for p in params if p.kind in kinds and p.default is inspect.Parameter.empty)
 
 
-def asset(feature: object, *, chunk_size: int | None = None) -> Callable[[F], F]:
+def asset(
+    feature: object,
+    *,
+    chunk_size: int | None = None,
+    source_version: Callable[[AssetContext], str] | None = None,
+) -> Callable[[F], F]:
     """Register the decorated function as the asset of ``feature``.
 
     Example::
@@ -67,12 +73,19 @@ def asset(feature: object, *, chunk_size: int | None = None) -> Callable[[F], F]
 
     A root feature's asset takes ``(ctx)`` and returns every current sample; a downstream
     feature's asset takes ``(ctx, rows)`` and is called once per chunk of the increment.
+
+    ``source_version`` (root assets only): a cheap function of ``ctx`` returning a token that
+    changes whenever the source data may have changed (file sizes and modification times,
+    a table's snapshot id...). When the token, the code and the store are all as they were
+    after the last complete run, the asset is not called at all and the run costs nothing.
     """
     key = feature_key_of(feature)
     if chunk_size is not None and (
         not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size <= 0
     ):
         raise DefinitionError(f"asset of {key}: chunk_size must be a positive integer")
+    if source_version is not None and not callable(source_version):
+        raise DefinitionError(f"asset of {key}: source_version must be a function of ctx")
 
     def register(fn: F) -> F:
         if not callable(fn):
@@ -87,7 +100,7 @@ def asset(feature: object, *, chunk_size: int | None = None) -> Callable[[F], F]
                 location=str(origin),
             )
         active_registry().add_asset(
-            key, AssetDefinition(key, fn, chunk_size, origin, arity), origin
+            key, AssetDefinition(key, fn, chunk_size, origin, arity, source_version), origin
         )
         return fn
 

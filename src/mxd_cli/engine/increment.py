@@ -67,6 +67,7 @@ def resolve_increment(
     samples: pl.LazyFrame | pl.DataFrame | None = None,
     restrict: pl.Expr | None = None,
     own: ReadCurrent | None = None,
+    full: bool = False,
 ) -> Increment:
     """Compare what a feature should hold with what its store holds.
 
@@ -76,6 +77,7 @@ def resolve_increment(
     limits the comparison to some samples (partitions, --filter, --keys): samples outside it
     are neither expected nor orphaned. ``own`` reads the feature's own current rows when
     they must come from elsewhere than ``read`` (the target store, not its fallbacks).
+    ``full``: every stored sample counts as stale (recompute everything).
     """
     key = list(sample_key(node))
     if node.is_root:
@@ -91,7 +93,7 @@ def resolve_increment(
         expected = None if expected is None else expected.filter(restrict)
         current = None if current is None else current.filter(restrict)
     collapse = tuple(key) != node.spec.id_columns
-    return compare(node.key, tuple(key), expected, current, collapse=collapse)
+    return compare(node.key, tuple(key), expected, current, collapse=collapse, full=full)
 
 
 def compare(
@@ -101,6 +103,7 @@ def compare(
     current: pl.LazyFrame | None,
     *,
     collapse: bool = False,
+    full: bool = False,
 ) -> Increment:
     """Split expected samples against current rows (both lazy; collected together here).
 
@@ -125,14 +128,12 @@ def compare(
     _check_key_types(feature, keys, expected, stored)
     matched = expected.join(stored, on=keys, how="left", coalesce=True)
     present = pl.col(_STORED).is_not_null()
+    differs = present if full else present & (pl.col(_STORED) != pl.col(c.PROVENANCE))
     new, stale, unchanged, orphaned, stored_count = pl.collect_all(
         [
             matched.filter(~present).drop(_STORED),
-            matched.filter(present & (pl.col(_STORED) != pl.col(c.PROVENANCE))).drop(_STORED),
-            matched.filter(present & (pl.col(_STORED) == pl.col(c.PROVENANCE)))
-            .select(keys)
-            .unique()
-            .select(pl.len()),
+            matched.filter(differs).drop(_STORED),
+            matched.filter(present & ~differs).select(keys).unique().select(pl.len()),
             current.join(expected.select(keys).unique(), on=keys, how="anti"),
             stored.select(pl.len()),
         ]

@@ -25,6 +25,7 @@ Table = tuple[str, ...]
 # they can never collide with a feature table or with Metaxy's system tables.
 RUNS: Table = ("__mxd", "runs")
 OBSERVATIONS: Table = ("__mxd", "observations")
+CHECKPOINTS: Table = ("__mxd", "checkpoints")
 FEATURE_VERSIONS: Table = c.FEATURE_VERSIONS_KEY
 
 _ORDER_TS = "__mxd_order_ts"
@@ -110,6 +111,14 @@ class MetadataStore(abc.ABC):
 
     def lock_path(self) -> Path | None:
         """Where the writer lock of this store lives (None: the backend cannot hold one)."""
+        return None
+
+    def write_mark(self, table: Table) -> str | None:
+        """A cheap token that changes whenever the table's rows change ("" when the table
+        does not exist), or None when the backend cannot give one without reading rows.
+
+        Runs compare marks to skip features whose inputs did not change (see
+        :mod:`mxd_cli.engine.runs`)."""
         return None
 
     def close(self) -> None:  # noqa: B027 - optional for backends

@@ -186,6 +186,11 @@ class DeltaStore(MetadataStore):
         # Polars' native reader: lazy, with projection and predicate pushdown.
         return pl.scan_delta(found)
 
+    def write_mark(self, table: Table) -> str | None:
+        # Every write is a new commit in the table's log: its version is the mark.
+        found = self._open(table)
+        return "" if found is None else str(found.version())
+
     def append(self, table: Table, frame: pl.DataFrame) -> None:
         self._check_writable()
         found = self._open(table)

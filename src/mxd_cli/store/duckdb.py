@@ -18,6 +18,7 @@ import polars as pl
 from sqlglot import exp
 
 from mxd_cli.errors import StoreError
+from mxd_cli.store import columns as c
 from mxd_cli.store.base import MetadataStore, Table
 
 _BUSY_MESSAGES = ("Could not set lock", "Conflicting lock", "database is locked")
@@ -182,6 +183,25 @@ class DuckDBStore(MetadataStore):
         frame = pl.from_arrow(arrow)
         assert isinstance(frame, pl.DataFrame)
         return frame.lazy()
+
+    def write_mark(self, table: Table) -> str | None:
+        # Rows are only appended (or replaced by hard deletes, which drop rows): the row
+        # count and the newest timestamp together change with every write. Both come from
+        # DuckDB's column statistics, without reading the table.
+        name = self.physical_name(table)
+        if not self._exists:
+            return ""
+        with self.connect() as con:
+            present = self._tables if self._tables is not None else self._list(con)
+            if name not in present:
+                return ""
+            columns = {r[0] for r in con.execute(f"DESCRIBE {_quote(name)}").fetchall()}
+            stamps = [col for col in (c.UPDATED_AT, c.DELETED_AT) if col in columns]
+            maxima = ", ".join(f"CAST(max({_quote(col)}) AS VARCHAR)" for col in stamps)
+            row = con.execute(
+                f"SELECT count(*){', ' + maxima if maxima else ''} FROM {_quote(name)}"
+            ).fetchone()
+        return "|".join(str(v) for v in row or ())
 
     @contextmanager
     def _writing(self, frame: pl.DataFrame) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -1,0 +1,127 @@
+"""Checking what an asset returned, before any of it is written.
+
+Every rule fails the asset with an :class:`AssetError` naming the asset, the column and the
+first offending rows, so a bad chunk is never half-written:
+
+- id columns present, of the type the increment has, without nulls, and unique;
+- a downstream chunk's output stays inside the chunk it was given (no foreign samples);
+- system columns the asset passes through (``metaxy_provenance*``) keep the values mxd
+  gave it; only ``metaxy_data_version_by_field`` may be set (early cut-off).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from mxd_cli.definitions.asset import AssetDefinition
+from mxd_cli.errors import AssetError
+from mxd_cli.store import columns as c
+
+_SHOWN = 3  # offending rows quoted in messages
+
+# System columns an asset may return: compared with the increment's values and dropped.
+_PASSED_THROUGH = (c.PROVENANCE_BY_FIELD, c.PROVENANCE)
+# System columns mxd sets itself when writing: an asset returning them is overridden.
+_STAMPED = (
+    c.DATA_VERSION,
+    c.FEATURE_VERSION,
+    c.PROJECT_VERSION,
+    c.CREATED_AT,
+    c.UPDATED_AT,
+    c.DELETED_AT,
+    c.MATERIALIZATION_ID,
+)
+
+
+def _rows(frame: pl.DataFrame, columns: Sequence[str]) -> str:
+    shown = frame.select(columns).head(_SHOWN).to_dicts()
+    more = f" (and {frame.height - _SHOWN} more)" if frame.height > _SHOWN else ""
+    return ", ".join(str(r) for r in shown) + more
+
+
+def _fail(asset: AssetDefinition, message: str, hint: str | None = None) -> AssetError:
+    return AssetError(
+        f"asset {asset.name!r} of {asset.feature}: {message}",
+        hint=hint,
+        location=str(asset.origin),
+    )
+
+
+def check_ids(
+    frame: pl.DataFrame,
+    id_columns: Sequence[str],
+    asset: AssetDefinition,
+    types: pl.Schema | None = None,
+) -> None:
+    """Id columns present (of the expected types, when given), non-null and unique."""
+    ids = list(id_columns)
+    missing = [k for k in ids if k not in frame.columns]
+    if missing:
+        raise _fail(
+            asset,
+            f"output lacks id column(s) {', '.join(missing)} (it has {', '.join(frame.columns)})",
+            hint="return the id columns with every row",
+        )
+    if types is not None:
+        for k in ids:
+            if k in types and frame.schema[k] != types[k]:
+                raise _fail(
+                    asset,
+                    f"id column {k!r} is {frame.schema[k]} in the output but {types[k]} in "
+                    "the rows it was given",
+                    hint=f"keep {k!r} as {types[k]}",
+                )
+    for k in ids:
+        nulls = frame.filter(pl.col(k).is_null())
+        if nulls.height:
+            raise _fail(
+                asset,
+                f"id column {k!r} is null in {nulls.height} row(s): {_rows(nulls, frame.columns)}",
+            )
+    dupes = frame.filter(pl.struct(ids).is_duplicated())
+    if dupes.height:
+        raise _fail(
+            asset,
+            f"duplicate ids in {dupes.height} row(s) of column(s) {', '.join(ids)}: "
+            f"{_rows(dupes, ids)}",
+            hint="return one row per sample",
+        )
+
+
+def attach_provenance(
+    output: pl.DataFrame,
+    chunk: pl.DataFrame,
+    key: Sequence[str],
+    asset: AssetDefinition,
+) -> pl.DataFrame:
+    """The asset's rows with the chunk's provenance, after checking they belong to the chunk.
+
+    ``key`` is the sample key (the id columns, or an expansion's parent columns): the
+    output's samples must be among the chunk's, and provenance comes from there.
+    """
+    keys = list(key)
+    given = chunk.select(*keys, *_PASSED_THROUGH)
+    foreign = output.join(given.select(keys), on=keys, how="anti", nulls_equal=True)
+    if foreign.height:
+        raise _fail(
+            asset,
+            f"output has {foreign.height} row(s) outside the chunk it was given: "
+            f"{_rows(foreign, keys)}",
+            hint="return rows only for the samples in `rows`",
+        )
+    echoed = [col for col in _PASSED_THROUGH if col in output.columns]
+    if echoed:
+        both = output.select(*keys, *echoed).join(given, on=keys, how="left", suffix="__given")
+        for col in echoed:
+            wrong = both.filter(pl.col(col).ne_missing(pl.col(f"{col}__given")))
+            if wrong.height:
+                raise _fail(
+                    asset,
+                    f"system column {col!r} differs from the value mxd gave in {wrong.height} "
+                    f"row(s): {_rows(wrong, keys)}",
+                    hint=f"do not change {col!r}; drop it or pass it through unchanged",
+                )
+    stamped = [col for col in _STAMPED if col in output.columns]
+    return output.drop(*echoed, *stamped).join(given, on=keys, how="left")

@@ -1,0 +1,189 @@
+"""Run history and checkpoints, kept in the store's ``__mxd`` system tables.
+
+``__mxd/runs``: one row each time a run starts, ends, or is found dead; the latest row of a
+run id is its state. A run killed outright stays ``running`` until the next writer takes
+the store and closes it as ``interrupted``.
+
+``__mxd/checkpoints``: after a feature finishes a complete (unrestricted) run, the state it
+was computed from — its feature version and the write marks of its own and its upstreams'
+tables. When a later run finds the same state, nothing upstream, in the code or in the
+table changed, so the feature is up to date without reading a single row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+
+from mxd_cli import __version__
+from mxd_cli.store import columns as c
+from mxd_cli.store.base import CHECKPOINTS, RUNS, MetadataStore, now_utc
+
+RUN_SCHEMA: dict[str, pl.DataType] = {
+    "run_id": pl.String(),
+    "project": pl.String(),
+    "status": pl.String(),
+    "started_at": c.TIMESTAMP,
+    "finished_at": c.TIMESTAMP,
+    "recorded_at": c.TIMESTAMP,
+    "selection": pl.String(),  # JSON list
+    "options": pl.String(),  # JSON object
+    "features": pl.String(),  # JSON list of per-feature results
+    "written": pl.Int64(),
+    "deleted": pl.Int64(),
+    "pid": pl.Int64(),
+    "host": pl.String(),
+    "mxd_version": pl.String(),
+}
+
+CHECKPOINT_SCHEMA: dict[str, pl.DataType] = {
+    "project": pl.String(),
+    "feature": pl.String(),
+    "state": pl.String(),
+    "stored": pl.Int64(),
+    "run_id": pl.String(),
+    "recorded_at": c.TIMESTAMP,
+}
+
+
+@dataclass
+class RunRecord:
+    """What the history says about one run."""
+
+    run_id: str
+    project: str
+    status: str
+    started_at: datetime
+    selection: Sequence[str]
+    options: Mapping[str, Any]
+    features: Sequence[Mapping[str, Any]] = ()
+    finished_at: datetime | None = None
+    written: int = 0
+    deleted: int = 0
+    pid: int | None = None
+    host: str | None = None
+
+    def row(self) -> pl.DataFrame:
+        return pl.DataFrame(
+            [
+                {
+                    "run_id": self.run_id,
+                    "project": self.project,
+                    "status": self.status,
+                    "started_at": self.started_at,
+                    "finished_at": self.finished_at,
+                    "recorded_at": now_utc(),
+                    "selection": json.dumps(list(self.selection)),
+                    "options": json.dumps(dict(self.options), default=str),
+                    "features": json.dumps(list(self.features), default=str),
+                    "written": self.written,
+                    "deleted": self.deleted,
+                    "pid": self.pid if self.pid is not None else os.getpid(),
+                    "host": self.host or socket.gethostname(),
+                    "mxd_version": __version__,
+                }
+            ],
+            schema=RUN_SCHEMA,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        seconds = (
+            (self.finished_at - self.started_at).total_seconds()
+            if self.finished_at is not None
+            else None
+        )
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": None if self.finished_at is None else self.finished_at.isoformat(),
+            "seconds": None if seconds is None else round(seconds, 3),
+            "selection": list(self.selection),
+            "options": dict(self.options),
+            "written": self.written,
+            "deleted": self.deleted,
+            "features": list(self.features),
+            "pid": self.pid,
+            "host": self.host,
+        }
+
+
+def _latest(frame: pl.LazyFrame, by: Sequence[str]) -> pl.LazyFrame:
+    return frame.sort("recorded_at").group_by(list(by), maintain_order=True).last()
+
+
+def history(store: MetadataStore, project: str | None = None) -> list[RunRecord]:
+    """Every recorded run, newest first (the latest row of each run id)."""
+    frame = store.scan(RUNS)
+    if frame is None:
+        return []
+    if project is not None:
+        frame = frame.filter(pl.col("project") == project)
+    rows = _latest(frame, ["run_id"]).sort("started_at", descending=True).collect()
+    return [
+        RunRecord(
+            run_id=r["run_id"],
+            project=r["project"],
+            status=r["status"],
+            started_at=r["started_at"],
+            finished_at=r["finished_at"],
+            selection=json.loads(r["selection"]),
+            options=json.loads(r["options"]),
+            features=json.loads(r["features"]),
+            written=r["written"],
+            deleted=r["deleted"],
+            pid=r["pid"],
+            host=r["host"],
+        )
+        for r in rows.iter_rows(named=True)
+    ]
+
+
+def close_dead_runs(store: MetadataStore, project: str) -> list[str]:
+    """Mark runs left ``running`` as ``interrupted`` (call while holding the writer lock,
+    when no other run can be alive). Returns their ids."""
+    dead = [r for r in history(store, project) if r.status == "running"]
+    for record in dead:
+        record.status = "interrupted"
+        store.append(RUNS, record.row())
+    return [r.run_id for r in dead]
+
+
+class Checkpoints:
+    """The last complete state of each feature, by feature key string."""
+
+    def __init__(self, store: MetadataStore, project: str) -> None:
+        self.store = store
+        self.project = project
+        self._loaded: dict[str, tuple[str, int]] | None = None
+
+    def get(self, feature: str) -> tuple[str, int] | None:
+        """(state, stored count) of the feature's last complete run, or None."""
+        if self._loaded is None:
+            self._loaded = {}
+            frame = self.store.scan(CHECKPOINTS)
+            if frame is not None:
+                rows = _latest(frame.filter(pl.col("project") == self.project), ["feature"])
+                for r in rows.collect().iter_rows(named=True):
+                    self._loaded[r["feature"]] = (r["state"], r["stored"])
+        return self._loaded.get(feature)
+
+    def put(self, feature: str, state: str, stored: int, run_id: str) -> None:
+        row = {
+            "project": self.project,
+            "feature": feature,
+            "state": state,
+            "stored": stored,
+            "run_id": run_id,
+            "recorded_at": now_utc(),
+        }
+        self.store.append(CHECKPOINTS, pl.DataFrame([row], schema=CHECKPOINT_SCHEMA))
+        if self._loaded is not None:
+            self._loaded[feature] = (state, stored)
