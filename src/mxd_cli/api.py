@@ -111,6 +111,7 @@ def materialize(
     store's writer lock (waiting up to ``wait`` seconds, default ``ext.mxd.lock_timeout``);
     a dry run opens the store read-only and keeps every write in memory.
     """
+    import logging
     from contextlib import nullcontext
 
     from mxd_cli.engine.filters import parse_filters
@@ -138,8 +139,16 @@ def materialize(
     lock = WriterLock(lock_path, wait=timeout, command="mxd materialize") if lock_path else None
     try:
         with lock if lock is not None else nullcontext():
+            if lock is not None and lock.took_over is not None:
+                dead = lock.took_over
+                logging.getLogger("mxd.lock").warning(
+                    "took over the store lock of a dead writer (pid %s, since %s)",
+                    dead.get("pid"),
+                    dead.get("started_at"),
+                )
             if not opts.dry_run:
-                close_dead_runs(target, project.config.project)
+                for run_id in close_dead_runs(target, project.config.project):
+                    logging.getLogger("mxd.run").warning("run %s was cut off: interrupted", run_id)
             run = Run(
                 project,
                 target,

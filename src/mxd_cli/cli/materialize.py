@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import sys
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -59,15 +58,31 @@ def _partition(text: str | None) -> tuple[str, str] | None:
     return column.strip(), value
 
 
-def _asset_logging(out: Output, verbose: int, quiet: bool) -> None:
-    """Asset loggers (``ctx.log``) and mxd's own write to stderr."""
+class _ToOutput(logging.Handler):
+    """Log records (asset ``ctx.log``, mxd's own warnings) as stderr messages."""
+
+    def __init__(self, out: Output) -> None:
+        super().__init__()
+        self.out = out
+        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = self.format(record)
+        if record.levelno >= logging.WARNING:
+            self.out.warn(text)
+        elif record.levelno >= logging.INFO:
+            self.out.info(text)
+        else:
+            self.out.debug(text)
+
+
+def _asset_logging(out: Output, verbose: int) -> None:
+    """Route the ``mxd`` loggers to this invocation's output (replacing earlier ones)."""
     logger = logging.getLogger("mxd")
-    if not any(getattr(h, "_mxd", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-        handler._mxd = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-    logger.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO)
+    for old in [h for h in logger.handlers if isinstance(h, _ToOutput)]:
+        logger.removeHandler(old)
+    logger.addHandler(_ToOutput(out))
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     logger.propagate = False
 
 
@@ -165,7 +180,7 @@ def materialize_command(
         keep_orphans=keep_orphans,
     )
     project = api.Project.load(state.config)
-    _asset_logging(out, state.verbose, state.quiet)
+    _asset_logging(out, state.verbose)
     with GracefulStop(out) as stop, out.progress() as progress:
         result = api.materialize(
             project,

@@ -199,10 +199,10 @@ class Run:
             self.options.selectors,
             self.options.to_json(),
         )
+        self._check_filter_columns(keys)  # bad input fails before the first write
         self.store.append(RUNS, record.row())
         clock = time.monotonic()
         try:
-            self._check_filter_columns(keys)
             for key in keys:
                 self._feature(key)
                 if self.results[key].status == "interrupted":
@@ -293,7 +293,10 @@ class Run:
         counts = increment.counts()
         res.new, res.stale = counts["new"], counts["stale"]
         res.orphaned, res.unchanged = counts["orphaned"], counts["unchanged"]
+        # Sorted by sample key: chunks are the same in every run (and after a resume).
         todo = self._sampled(increment.to_compute(), increment.key_columns)
+        if todo.height:
+            todo = todo.sort(increment.key_columns)
         writer = FeatureWriter(
             self.store,
             node,
@@ -310,7 +313,10 @@ class Run:
             if self.should_stop():
                 raise _Stopped
             chunk = todo.slice(start, size)
-            rows = chunk if node.is_root else self._call(asset, ctx, node, chunk, increment)
+            # Dry runs do not call downstream assets (they may be costly): the increment's
+            # rows stand in for their output, so data versions equal provenance there.
+            stand_in = node.is_root or self.options.dry_run
+            rows = chunk if stand_in else self._call(asset, ctx, node, chunk, increment)
             res.written += writer.write(rows)
             self.listener.rows_done(str(key), chunk.height)
         if increment.orphaned.height and not self.options.keep_orphans:
@@ -319,8 +325,9 @@ class Run:
             else:
                 res.note = "orphans kept (--sample)"
         self.reader.forget(key)
-        res.status = "success" if res.written or res.deleted else "up_to_date"
-        if state is not None and not self.options.restricted:
+        res.status = "success" if todo.height or increment.orphaned.height else "up_to_date"
+        kept = increment.orphaned.height and not res.deleted
+        if state is not None and not self.options.restricted and not kept:
             after = self._state(node, asset, ctx)
             if after is not None:
                 stored = counts["unchanged"] + counts["new"] + counts["stale"]
