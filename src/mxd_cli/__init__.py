@@ -28,8 +28,10 @@ from mxd_cli.definitions import (
     aggregation,
     asset,
     expansion,
+    file_version,
     identity,
 )
+from mxd_cli.engine.increment import Increment
 from mxd_cli.errors import (
     AssetError,
     ConfigError,
@@ -56,6 +58,7 @@ __all__ = [
     "FieldSpec",
     "FieldsMapping",
     "FilterError",
+    "Increment",
     "Lineage",
     "MxdError",
     "SpecialFieldDep",
@@ -64,5 +67,6 @@ __all__ = [
     "aggregation",
     "asset",
     "expansion",
+    "file_version",
     "identity",
 ]

@@ -63,8 +63,12 @@ class Output:
         numeric: Sequence[str] = (),
     ) -> None:
         table = Table(title=title, title_justify="left", header_style="bold")
-        for col in columns:
-            table.add_column(col, justify="right" if col in numeric else "left")
+        for i, col in enumerate(columns):
+            # The first column names the row (a feature, a run): never cut it short.
+            widest = max((len(str(r[0])) for r in rows), default=0) if i == 0 else None
+            table.add_column(
+                col, justify="right" if col in numeric else "left", min_width=widest, no_wrap=i == 0
+            )
         for row in rows:
             table.add_row(*(escape("" if v is None else str(v)) for v in row))
         self._out.print(table)

@@ -219,7 +219,7 @@ def runs_command(
     rows = [
         [
             r["run_id"],
-            r["started_at"][:19].replace("T", " "),
+            r["started_at"][5:19].replace("T", " "),
             "-" if r["seconds"] is None else f"{r['seconds']:.2f}",
             r["status"],
             len(r["features"]),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mxd_cli.definitions.asset import AssetContext, AssetDefinition, asset
+from mxd_cli.definitions.asset import AssetContext, AssetDefinition, asset, file_version
 from mxd_cli.definitions.feature import BaseFeature
 from mxd_cli.definitions.keys import FeatureKey, FieldKey
 from mxd_cli.definitions.registry import FeatureDefinition, Registry, collecting
@@ -40,5 +40,6 @@ __all__ = [
     "asset",
     "collecting",
     "expansion",
+    "file_version",
     "identity",
 ]

@@ -51,6 +51,23 @@ class AssetContext:
     counts: Mapping[str, int] = field(default_factory=dict)
 
 
+def file_version(*paths: str | Path) -> str:
+    """A ``source_version`` token for files: each one's size and modification time.
+
+    Example: ``@asset(Raw, source_version=lambda ctx: file_version(ctx.project_dir / "a.csv"))``.
+    A missing file counts too (as ``-``), so creating it later changes the token.
+    """
+    parts = []
+    for path in paths:
+        try:
+            stat = Path(path).stat()
+        except FileNotFoundError:
+            parts.append(f"{path}:-")
+            continue
+        parts.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}")
+    return "|".join(parts)
+
+
 def _positional_arity(fn: Callable[..., Any]) -> int:
     params = inspect.signature(fn).parameters.values()
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
