@@ -164,6 +164,17 @@ def main_options(
     )
 
 
+Selectors = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Keys, globs (demo/*), +key (with upstream), key+ (with downstream), "
+        "tag:NAME. None: all features.",
+        show_default=False,
+    ),
+]
+"""The SELECT... argument of the commands that work on features."""
+
+
 def state_of(ctx: typer.Context) -> State:
     found = ctx.find_object(State)
     return found if found is not None else State()

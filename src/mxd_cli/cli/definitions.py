@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from mxd_cli import api
-from mxd_cli.cli.app import app, state_of
+from mxd_cli.cli.app import Selectors, app, state_of
 from mxd_cli.graph_export import to_dot, to_mermaid, to_tree
 
 
@@ -21,16 +21,6 @@ class GraphFormat(str, enum.Enum):
     tree = "tree"
     mermaid = "mermaid"
     dot = "dot"
-
-
-Selectors = Annotated[
-    list[str] | None,
-    typer.Argument(
-        help="Keys, globs (demo/*), +key (with upstream), key+ (with downstream), "
-        "tag:NAME. None: all features.",
-        show_default=False,
-    ),
-]
 
 
 @app.command("list", epilog="Example: mxd list features --json | jq '.features[].feature'")

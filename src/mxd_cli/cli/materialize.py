@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from mxd_cli import api
-from mxd_cli.cli.app import app, state_of
+from mxd_cli.cli.app import Selectors, app, state_of
 from mxd_cli.console import Output
 from mxd_cli.engine.materialize import RunOptions, RunResult
 from mxd_cli.errors import UsageError
@@ -116,12 +116,7 @@ def render(out: Output, result: RunResult) -> None:
 )
 def materialize_command(
     ctx: typer.Context,
-    select: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help="Features: keys, globs, +key, key+, tag:NAME. None: all.", show_default=False
-        ),
-    ] = None,
+    select: Selectors = None,
     filter: Annotated[
         list[str] | None,
         typer.Option("--filter", help="Only samples matching this SQL condition (ANDed)."),

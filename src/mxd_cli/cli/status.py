@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from mxd_cli import api
-from mxd_cli.cli.app import app, state_of
+from mxd_cli.cli.app import Selectors, app, state_of
 
 _COLUMNS = ["feature", "status", "stored", "new", "stale", "orphaned", "unchanged", "causes"]
 
@@ -18,12 +18,7 @@ _COLUMNS = ["feature", "status", "stored", "new", "stale", "orphaned", "unchange
 )
 def status_command(
     ctx: typer.Context,
-    select: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help="Features: keys, globs, +key, key+, tag:NAME. None: all.", show_default=False
-        ),
-    ] = None,
+    select: Selectors = None,
     filter: Annotated[
         list[str] | None,
         typer.Option("--filter", help="SQL WHERE condition on the samples (several are ANDed)."),

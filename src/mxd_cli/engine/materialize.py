@@ -442,7 +442,7 @@ class Run:
                 self._samples[key] = err
                 return None
             self._samples[key] = samples
-            return set(samples.columns) | set(_SYSTEM)
+            return set(samples.columns) | set(c.SYSTEM_COLUMNS)
         columns: set[str] = set(node.spec.id_columns)
         for dep in node.spec.deps:
             up = self.reader(dep.feature)
@@ -457,7 +457,7 @@ class Run:
                 ]
             renames = dep.rename or {}
             columns |= {renames.get(n, n) for n in names}
-        return columns | {n for n in _SYSTEM if n}
+        return columns | set(c.SYSTEM_COLUMNS)
 
     # checkpoints
     def _state(self, node: FeatureNode, asset: AssetDefinition, ctx: AssetContext) -> str | None:
@@ -488,20 +488,6 @@ class Run:
         if marks["own"] is None:
             return None
         return json.dumps(marks, sort_keys=True)
-
-
-_SYSTEM = (
-    c.PROVENANCE_BY_FIELD,
-    c.PROVENANCE,
-    c.DATA_VERSION_BY_FIELD,
-    c.DATA_VERSION,
-    c.FEATURE_VERSION,
-    c.PROJECT_VERSION,
-    c.CREATED_AT,
-    c.UPDATED_AT,
-    c.DELETED_AT,
-    c.MATERIALIZATION_ID,
-)
 
 
 def _overall(features: Sequence[FeatureResult]) -> str:

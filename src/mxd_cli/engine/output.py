@@ -23,18 +23,6 @@ _SHOWN = 3  # offending rows quoted in messages
 
 # System columns an asset may return: compared with the increment's values and dropped.
 _PASSED_THROUGH = (c.PROVENANCE_BY_FIELD, c.PROVENANCE)
-# System columns mxd sets itself when writing: an asset returning them is overridden.
-_STAMPED = (
-    c.DATA_VERSION,
-    c.FEATURE_VERSION,
-    c.PROJECT_VERSION,
-    c.CREATED_AT,
-    c.UPDATED_AT,
-    c.DELETED_AT,
-    c.MATERIALIZATION_ID,
-)
-
-
 def _rows(frame: pl.DataFrame, columns: Sequence[str]) -> str:
     shown = frame.select(columns).head(_SHOWN).to_dicts()
     more = f" (and {frame.height - _SHOWN} more)" if frame.height > _SHOWN else ""
@@ -123,5 +111,5 @@ def attach_provenance(
                     f"row(s): {_rows(wrong, keys)}",
                     hint=f"do not change {col!r}; drop it or pass it through unchanged",
                 )
-    stamped = [col for col in _STAMPED if col in output.columns]
+    stamped = [col for col in c.STAMPED_COLUMNS if col in output.columns]
     return output.drop(*echoed, *stamped).join(given, on=keys, how="left")

@@ -19,6 +19,22 @@ MATERIALIZATION_ID = "metaxy_materialization_id"
 
 TIMESTAMP = pl.Datetime("us", "UTC")
 
+# Every system column of a feature table, in Metaxy's order.
+SYSTEM_COLUMNS = (
+    PROVENANCE_BY_FIELD,
+    PROVENANCE,
+    DATA_VERSION_BY_FIELD,
+    DATA_VERSION,
+    FEATURE_VERSION,
+    PROJECT_VERSION,
+    CREATED_AT,
+    UPDATED_AT,
+    DELETED_AT,
+    MATERIALIZATION_ID,
+)
+# The ones mxd stamps when writing (anything an asset returns for them is replaced).
+STAMPED_COLUMNS = SYSTEM_COLUMNS[3:]
+
 
 def is_system_column(name: str) -> bool:
     return name.startswith("metaxy_")
