@@ -270,3 +270,191 @@ def status(
         "features": [results[k].to_json() for k in keys],
         "pending": any(results[k].pending for k in keys),
     }
+
+
+def delete(
+    project: Project,
+    features: Sequence[str],
+    *,
+    filters: Sequence[str] = (),
+    all_rows: bool = False,
+    hard: bool = False,
+    cascade: bool = False,
+    dry_run: bool = False,
+    store: str | None = None,
+    wait: float = 0.0,
+) -> dict[str, Any]:
+    """Delete the current rows of ``features`` that match every filter (the ``delete`` shape).
+
+    Soft by default (tombstones: ``mxd status`` then counts the samples as new); ``hard``
+    removes every physical row of the matched ids. Filters are checked against each
+    feature's columns before anything is written; ``dry_run`` only counts. ``cascade`` also
+    deletes downstream rows derived from the matched samples. Confirming a hard delete is
+    the caller's job.
+
+    Example::
+
+        report = api.delete(project, ["shop/products"], filters=["price > 100"], dry_run=True)
+        report["features"][0]["matched"]  # samples that would be deleted
+    """
+    from contextlib import nullcontext
+
+    from mxd_cli.engine.deletion import (
+        DeletionPlan,
+        DeletionResult,
+        Mode,
+        execute_deletion,
+        parse_feature_filters,
+        plan_deletion,
+    )
+    from mxd_cli.errors import UsageError
+    from mxd_cli.store import open_store
+    from mxd_cli.store.lock import WriterLock
+
+    if not features:
+        raise UsageError(
+            "name the feature(s) to delete from", hint="e.g. mxd delete demo/raw --filter 'x > 1'"
+        )
+    if not filters and not all_rows:
+        raise UsageError(
+            "no --filter given: refusing to delete every row",
+            hint="add --filter SQL to choose rows, or --all to delete every current row",
+        )
+    if filters and all_rows:
+        raise UsageError("--all deletes every current row: leave it out when using --filter")
+    keys = list(dict.fromkeys(project.graph.resolve_key(f) for f in features))
+    mode: Mode = "hard" if hard else "soft"
+    config = project.config.store_config(store)
+
+    def plan(on: Any, parsed: dict[Any, Any]) -> DeletionPlan:
+        return plan_deletion(
+            project.graph, project.versions, on, parsed, mode=mode, cascade=cascade
+        )
+
+    # Filters are checked (and a dry run planned) on a read-only store: nothing can change.
+    with open_store(config, read_only=True) as reader, reader.session():
+        parsed = {k: parse_feature_filters(project.graph[k], filters, reader) for k in keys}
+        if dry_run:
+            preview = plan(reader, parsed)
+    if dry_run:
+        results = [
+            DeletionResult(f.feature, f.matched, 0, f.physical_rows if hard else f.matched)
+            for f in preview.features
+        ]
+        return _deletion_report(config.name, preview, results, dry_run=True)
+    with open_store(config) as target:
+        lock_path = target.lock_path()
+        lock = WriterLock(lock_path, wait=wait, command="mxd delete") if lock_path else None
+        with lock or nullcontext(), target.session():
+            chosen = plan(target, parsed)
+            results = execute_deletion(chosen, target, project.versions)
+    return _deletion_report(config.name, chosen, results, dry_run=False)
+
+
+def _deletion_report(
+    store: str, plan: Any, results: Sequence[Any], *, dry_run: bool
+) -> dict[str, Any]:
+    features = []
+    for item, result in zip(plan.features, results, strict=True):
+        features.append(
+            {
+                "feature": str(item.feature),
+                "matched": result.matched,
+                "deleted": result.deleted,
+                "rows_affected": result.rows,
+                "cascade_from": [str(k) for k in item.cascade_from],
+                "targeted": item.targeted,
+            }
+        )
+    return {
+        "store": store,
+        "dry_run": dry_run,
+        "mode": plan.mode,
+        "features": features,
+        "matched": sum(f["matched"] for f in features),
+        "deleted": sum(f["deleted"] for f in features),
+    }
+
+
+def observe(
+    project: Project,
+    selectors: Sequence[str] = (),
+    *,
+    store: str | None = None,
+    wait: float = 5.0,
+) -> dict[str, Any]:
+    """Observe the selected features and record the observations (the ``observe`` shape).
+
+    Reads like ``status`` (root assets are called to count how far roots are behind), then
+    appends one row per feature to the store's observation table under the writer lock,
+    waiting at most ``wait`` seconds. When another writer keeps the lock longer, the report
+    is still returned, with ``recorded`` false and ``changed`` measured against the last
+    recorded observation.
+
+    Example::
+
+        report = api.observe(project, ["shop/*"])
+        [f["feature"] for f in report["features"] if f["changed"]]
+    """
+    from contextlib import nullcontext
+
+    from mxd_cli.engine.observation import (
+        observation_rows,
+        observe_feature,
+        previous_fingerprints,
+    )
+    from mxd_cli.engine.reader import CurrentRows
+    from mxd_cli.errors import LockError
+    from mxd_cli.store import OBSERVATIONS, open_store
+    from mxd_cli.store.base import now_utc
+    from mxd_cli.store.lock import WriterLock
+
+    keys = project.graph.select(selectors)
+    config = project.config.store_config(store)
+    name = project.config.project
+    source, fallbacks = _open(project, store, read_only=True)
+    try:
+        with source.session():
+            reader = CurrentRows(source, project.graph, project.versions, fallbacks)
+            seen = [
+                observe_feature(
+                    project.graph[key],
+                    project.graph,
+                    source,
+                    reader,
+                    reader.own,
+                    feature_version=project.versions.feature_version(key),
+                    asset=project.registry.assets.get(key),
+                    project_dir=project.config.root,
+                    algorithm=config.hash_algorithm,
+                    length=project.config.hash_truncation_length,
+                )
+                for key in keys
+            ]
+    finally:
+        source.close()
+        for fb in fallbacks:
+            fb.close()
+    at = now_utc()
+    warning = None
+    with open_store(config) as target:
+        lock_path = target.lock_path()
+        lock = WriterLock(lock_path, wait=wait, command="mxd observe") if lock_path else None
+        try:
+            with lock or nullcontext(), target.session():
+                previous = previous_fingerprints(target, name, keys)
+                observed = [o.with_previous(previous.get(o.feature)) for o in seen]
+                target.append(OBSERVATIONS, observation_rows(observed, name, at))
+        except LockError as err:
+            previous = previous_fingerprints(target, name, keys)
+            observed = [o.with_previous(previous.get(o.feature)) for o in seen]
+            warning = f"observations not recorded: {err.message}"
+    features = [o.to_json() for o in observed]
+    return {
+        "store": config.name,
+        "observed_at": at.isoformat(),
+        "recorded": warning is None,
+        "warning": warning,
+        "changed": any(f["changed"] for f in features),
+        "features": features,
+    }
