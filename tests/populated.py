@@ -1,7 +1,8 @@
 """Quickstart copies on either backend, written once per module and cloned per test.
 
 Writing the quickstart's five features takes most of a second; cloning the written store
-takes milliseconds, so tests that only need "a populated store" clone a template.
+takes milliseconds, so tests that only need "a populated store" clone a template (one per
+backend and test session).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import shutil
 from pathlib import Path
+
+import pytest
 
 from mxd_cli import api
 from tests.conftest import EXAMPLES
@@ -35,6 +38,19 @@ def written_quickstart(dest: Path, backend: str) -> Path:
     fresh_quickstart(dest, backend)
     run_step(api.Project.load(cwd=dest))
     return dest
+
+
+_TEMPLATES: dict[str, Path] = {}
+
+
+def template(factory: pytest.TempPathFactory, backend: str) -> Path:
+    """A written quickstart on ``backend``, built once per test session; clone it, never
+    write to it."""
+    if backend not in _TEMPLATES:
+        _TEMPLATES[backend] = written_quickstart(
+            factory.mktemp(f"template-{backend}") / "qs", backend
+        )
+    return _TEMPLATES[backend]
 
 
 def clone(template: Path, dest: Path) -> Path:

@@ -287,7 +287,8 @@ def delete(
     """Delete the current rows of ``features`` that match every filter (the ``delete`` shape).
 
     Soft by default (tombstones: ``mxd status`` then counts the samples as new); ``hard``
-    removes every physical row of the matched ids. Filters are checked against each
+    removes every physical row of the matched ids, choosing among the latest row of every
+    stored id (soft-deleted and older-version ones too). Filters are checked against each
     feature's columns before anything is written; ``dry_run`` only counts. ``cascade`` also
     deletes downstream rows derived from the matched samples. Confirming a hard delete is
     the caller's job.

@@ -9,17 +9,17 @@ from typing import Any
 import pytest
 
 from mxd_cli import api
+from tests import populated
 from tests.cli.test_definitions import mxd
 from tests.pipeline_runner import run_step
-from tests.populated import BACKENDS, clone, fresh_quickstart, written_quickstart
+from tests.populated import BACKENDS, clone, fresh_quickstart
 
 FEATURES = ["shop/products", "shop/reviews", "shop/pricing", "shop/text_stats", "shop/ranking"]
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def template(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    backend: str = request.param
-    return written_quickstart(tmp_path_factory.mktemp(backend) / "qs", backend)
+    return populated.template(tmp_path_factory, request.param)
 
 
 @pytest.fixture

@@ -20,9 +20,10 @@ from mxd_cli.engine.deletion import (
 from mxd_cli.errors import FilterError
 from mxd_cli.store import MetadataStore, open_store
 from mxd_cli.store import columns as c
+from tests import populated
 from tests.conftest import write_project
 from tests.pipeline_runner import run_step
-from tests.populated import BACKENDS, clone, written_quickstart
+from tests.populated import BACKENDS, clone
 
 PRODUCTS = FeatureKey.parse("shop/products")
 REVIEWS = FeatureKey.parse("shop/reviews")
@@ -31,8 +32,7 @@ GEAR = "category = 'gear'"  # p004, p006, p008
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def template(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    backend: str = request.param
-    return written_quickstart(tmp_path_factory.mktemp(backend) / "qs", backend)
+    return populated.template(tmp_path_factory, request.param)
 
 
 @pytest.fixture
@@ -116,6 +116,24 @@ def test_filters_apply_to_the_latest_row_and_hard_delete_removes_history(
     rows = physical(store, PRODUCTS)
     assert rows.height == 5
     assert sorted(rows["product_id"]) == ["p001", "p002", "p003", "p005", "p007"]
+
+
+def test_hard_delete_purges_soft_deleted_samples_too(
+    project: api.Project, store: MetadataStore
+) -> None:
+    execute_deletion(plan(project, store, {"shop/products": [GEAR]}), store, project.versions)
+    assert counts(plan(project, store, {"shop/products": [GEAR]})) == {"shop/products": 0}
+    chosen = plan(project, store, {"shop/products": [GEAR]}, mode="hard")
+    assert [(f.matched, f.physical_rows) for f in chosen.features] == [(3, 6)]
+    [result] = execute_deletion(chosen, store, project.versions)
+    assert (result.deleted, result.rows) == (3, 6)
+    assert sorted(physical(store, PRODUCTS)["product_id"]) == [
+        "p001", "p002", "p003", "p005", "p007",
+    ]  # fmt: skip
+    everything = plan(project, store, {"shop/products": None}, mode="hard")
+    assert [(f.matched, f.physical_rows) for f in everything.features] == [(5, 5)]
+    execute_deletion(everything, store, project.versions)
+    assert physical(store, PRODUCTS).height == 0
 
 
 def test_cascade_follows_both_branches_of_the_diamond(

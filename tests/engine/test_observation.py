@@ -16,8 +16,9 @@ from mxd_cli.engine.observation import Content, Observation, content_of
 from mxd_cli.store import OBSERVATIONS, open_store
 from mxd_cli.store import columns as c
 from mxd_cli.store.lock import WriterLock
+from tests import populated
 from tests.conftest import CHAIN
-from tests.populated import BACKENDS, clone, written_quickstart
+from tests.populated import BACKENDS, clone
 
 T0 = datetime(2025, 1, 1, 12, tzinfo=timezone.utc)
 
@@ -113,8 +114,7 @@ def test_changed_compares_with_the_previous_fingerprint() -> None:
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def template(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    backend: str = request.param
-    return written_quickstart(tmp_path_factory.mktemp(backend) / "qs", backend)
+    return populated.template(tmp_path_factory, request.param)
 
 
 def test_observe_records_and_notices_a_delete(template: Path, tmp_path: Path) -> None:
@@ -148,7 +148,7 @@ def test_observe_records_and_notices_a_delete(template: Path, tmp_path: Path) ->
     }  # fmt: skip
 
 
-def test_features_without_assets_are_observed(make_project, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_features_without_assets_are_observed(make_project) -> None:  # type: ignore[no-untyped-def]
     root = make_project(CHAIN)
     project = api.Project.load(cwd=root)
     raw = FeatureKey.parse("demo/raw")

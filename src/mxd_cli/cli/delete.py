@@ -33,7 +33,11 @@ def delete_command(
     ] = None,
     hard: Annotated[
         bool,
-        typer.Option("--hard", help="Remove every physical row of the matched ids (no undo)."),
+        typer.Option(
+            "--hard",
+            help="Remove every stored row of the matched ids, soft-deleted ones and history "
+            "included (no undo).",
+        ),
     ] = False,
     cascade: Annotated[
         bool,
@@ -119,9 +123,13 @@ def _render(out: Output, report: dict[str, Any]) -> None:
     )
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _summary(report: dict[str, Any]) -> str:
-    mode, count, features = report["mode"], report["matched"], _count_features(report)
-    where = f"{count} sample{'' if count == 1 else 's'} in {features} feature{'' if features == 1 else 's'}"
+    mode, count = report["mode"], report["matched"]
+    where = f"{_plural(count, 'sample')} in {_plural(_count_features(report), 'feature')}"
     if report["dry_run"]:
         return f"Dry run: would {mode}-delete {where}; nothing was written."
     if count == 0:

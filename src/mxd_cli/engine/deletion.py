@@ -1,7 +1,11 @@
 """Deleting samples: plan which current rows match (and what derives from them), then write.
 
-A plan is computed from the store as it is: the current rows of each named feature at its
-current feature version (the latest row per id, tombstones dropped) that pass the filter.
+A plan is computed from the store as it is, and filters apply after the latest-row choice.
+A soft delete considers the current rows of each named feature at its current feature
+version (the latest row per id, tombstones dropped). A hard delete purges history, so it
+considers the latest row of every id the table holds — under any feature version, and
+soft-deleted ones too (a tombstone keeps the user columns): soft-deleting rows and later
+hard-deleting with the same filter, or ``--all``, leaves nothing of them behind.
 ``cascade`` follows the graph downstream in topological order: a downstream row is derived
 from a matched sample when its dependency's join key — the downstream id columns for
 identity lineage, the lineage's ``on`` columns for aggregation and expansion — equals the
@@ -83,9 +87,12 @@ def _id_match(ids: pl.DataFrame, id_columns: Sequence[str]) -> pl.Expr:
     return pl.struct(list(id_columns)).is_in(wanted)
 
 
-def _current(
-    store: MetadataStore, node: FeatureNode, versions: GraphVersions
+def _candidates(
+    store: MetadataStore, node: FeatureNode, versions: GraphVersions, mode: Mode
 ) -> pl.LazyFrame | None:
+    """The latest row per id a delete chooses from (see the module docstring)."""
+    if mode == "hard":
+        return store.read(node.key.parts, node.spec.id_columns, include_deleted=True)
     return store.read(
         node.key.parts,
         node.spec.id_columns,
@@ -113,7 +120,7 @@ def plan_deletion(
     matched: dict[FeatureKey, FeatureDeletion] = {}
     for key in (k for k in graph.order if k in involved):
         node = graph[key]
-        current = _current(store, node, versions)
+        current = _candidates(store, node, versions, mode)
         rows: pl.DataFrame = pl.DataFrame()
         via: tuple[FeatureKey, ...] = ()
         if current is not None:
