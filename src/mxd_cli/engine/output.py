@@ -23,6 +23,8 @@ _SHOWN = 3  # offending rows quoted in messages
 
 # System columns an asset may return: compared with the increment's values and dropped.
 _PASSED_THROUGH = (c.PROVENANCE_BY_FIELD, c.PROVENANCE)
+
+
 def _rows(frame: pl.DataFrame, columns: Sequence[str]) -> str:
     shown = frame.select(columns).head(_SHOWN).to_dicts()
     more = f" (and {frame.height - _SHOWN} more)" if frame.height > _SHOWN else ""
