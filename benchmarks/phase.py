@@ -67,7 +67,7 @@ def load_write_probe(config: str, probe: str) -> tuple[Callable[[], Any], int]:
     def write() -> Any:
         target.append(("bench", "write_probe"), frame)
         target.close()
-        return {"rows": frame.height}
+        return {"rows": frame.height, "bytes": frame.estimated_size()}
 
     return write, frame.height
 
@@ -80,7 +80,7 @@ def load_floor_write(part: str, out: str) -> tuple[Callable[[], Any], int]:
 
     def write() -> Any:
         frame.write_parquet(out, **WRITE_OPTIONS)
-        return {"rows": frame.height}
+        return {"rows": frame.height, "bytes": frame.estimated_size()}
 
     return write, frame.height
 

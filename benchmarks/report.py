@@ -259,9 +259,12 @@ def render(doc: dict[str, Any]) -> str:
         write = next(p["summary"] for p in run["phases"] if p["phase"] == "write")
         if write.get("mxd_rows_per_second"):
             out.append(
-                f"store write: mxd {write['mxd_rows_per_second'] / 1e6:.2f}M rows/s, floor "
-                f"(Parquet) {write.get('floor_rows_per_second', 0) / 1e6:.2f}M rows/s "
-                f"({write.get('rows', 0):,} rows)"
+                f"store write of {write.get('rows', 0):,} clips rows "
+                f"({write.get('bytes', 0) / 2**20:,.0f} MiB as Arrow): "
+                f"mxd {write['mxd_rows_per_second'] / 1e6:.2f}M rows/s "
+                f"({write.get('mxd_mib_per_second', 0):,.0f} MiB/s), floor (Parquet) "
+                f"{write.get('floor_rows_per_second', 0) / 1e6:.2f}M rows/s "
+                f"({write.get('floor_mib_per_second', 0):,.0f} MiB/s)"
             )
         for p in run["phases"]:
             for problem in p["summary"].get("disagreements", []):

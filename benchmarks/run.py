@@ -168,8 +168,8 @@ def run_phase(bench: Bench, phase: Phase, work: Path, n: int, rep: int) -> dict[
         )
         (work / "write-probe.parquet").unlink(missing_ok=True)
         result = {"mxd": _strip(mxd), "floor": _strip(floor)}
-        rows = (floor.get("result") or {}).get("rows", 0)
-        result["rows"] = rows
+        written = floor.get("result") or {}
+        result["rows"], result["bytes"] = written.get("rows", 0), written.get("bytes", 0)
         return result
     mxd = child(
         "mxd", ["-c", str(config), "--json", *phase.mxd], timing, preload=preload, profile=profile
@@ -275,9 +275,12 @@ def summarize(repeats: list[dict[str, Any]]) -> dict[str, Any]:
     rows = [r.get("rows") for r in repeats if r.get("rows")]
     if rows and "mxd" in out:
         out["rows"] = rows[0]
-        out["mxd_rows_per_second"] = rows[0] / out["mxd"]["seconds"]["median"]
-        if "floor" in out:
-            out["floor_rows_per_second"] = rows[0] / out["floor"]["seconds"]["median"]
+        out["bytes"] = repeats[0].get("bytes", 0)  # Arrow size of the rows written
+        for side in ("mxd", "floor"):
+            if side in out:
+                seconds = out[side]["seconds"]["median"]
+                out[f"{side}_rows_per_second"] = rows[0] / seconds
+                out[f"{side}_mib_per_second"] = out["bytes"] / 2**20 / seconds
     out["disagreements"] = sorted({d for r in repeats for d in r.get("disagreements", [])})
     return out
 
