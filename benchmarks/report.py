@@ -303,3 +303,29 @@ def progress_line(n: int, rep: int, phase: Any, result: dict[str, Any]) -> str:
         f"({mxd['total_seconds']:.2f}s total, {mxd['peak_mib']:.0f} MiB), "
         f"floor {floor.get('seconds', float('nan')):.3f}s ({floor.get('peak_mib', 0):.0f} MiB)"
     )
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The tables as Markdown, medians only (for benchmarks/README.md)."""
+    h, v = doc["harness"], doc["versions"]
+    lines = []
+    for run in doc["runs"]:
+        lines += [
+            f"**N = {run['rows']:,}, {h['store']}** ({h['repeat']} repeat(s); mxd {v['mxd_git']}, "
+            f"polars {v['polars']}, duckdb {v['duckdb']}, deltalake {v['deltalake']})",
+            "",
+        ]
+        rows = table_rows(run)
+        rows = [[row[0]] + [c.split(" (")[0] for c in row[1:]] for row in rows]  # medians
+        lines.append("| " + " | ".join(rows[0]) + " |")
+        lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(rows[0]))) + "|")
+        lines += ["| " + " | ".join(c or " " for c in row) + " |" for row in rows[1:]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(markdown(json.loads(Path(sys.argv[1]).read_text())))
