@@ -289,6 +289,12 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b > 0 else None
 
 
+def _short(n: int) -> str:
+    return (
+        f"{n // 1_000_000}m" if n % 1_000_000 == 0 else f"{n // 1000}k" if n % 1000 == 0 else str(n)
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="mxd benchmark harness (see benchmarks/README.md)")
     parser.add_argument(
@@ -314,8 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path("benchmark.json"),
-        help="JSON report (default ./benchmark.json)",
+        help="JSON report (default benchmarks/results/<time>-<store>-<rows>.json, git-ignored)",
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep the work folder (its path is printed)"
@@ -347,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
         opts.store, opts.chunk_size, opts.repeat, opts.full_floor, opts.profile, root, opts.keep
     )
     started = datetime.now(timezone.utc)
+    if opts.out is None:
+        label = "-".join(_short(n) for n in sizes)
+        opts.out = HERE / "results" / f"{started:%Y%m%dT%H%M%S}-{opts.store}-{label}.json"
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = {
         "harness": {
             "argv": sys.argv if argv is None else argv,
