@@ -104,7 +104,24 @@ def child(
     return out
 
 
-def mxd_counts(phase: Phase, stdout: str) -> dict[str, dict[str, Any]] | None:
+COMPARED = (
+    "stored",
+    "new",
+    "stale",
+    "orphaned",
+    "unchanged",
+    "written",
+    "deleted",
+    "matched",
+    "rows",
+    "fingerprint",
+    "behind_new",
+    "behind_stale",
+    "behind_orphaned",
+)
+
+
+def mxd_counts(stdout: str) -> dict[str, dict[str, Any]] | None:
     """Per-feature counts from mxd's JSON, in the floor's shape."""
     try:
         doc = json.loads(stdout)
@@ -112,12 +129,8 @@ def mxd_counts(phase: Phase, stdout: str) -> dict[str, dict[str, Any]] | None:
         return None
     counts: dict[str, dict[str, Any]] = {}
     for item in doc.get("features", []):
-        row = {k: item[k] for k in ("stored", "new", "stale", "orphaned", "unchanged") if k in item}
-        for k in ("written", "deleted", "matched", "rows", "fingerprint"):
-            if k in item:
-                row[k] = item[k]
-        for k, v in (item.get("behind") or {}).items():
-            row[f"behind_{k}"] = v
+        row = {k: v for k, v in item.items() if k in COMPARED}
+        row.update({f"behind_{k}": v for k, v in (item.get("behind") or {}).items()})
         counts[item["feature"]] = row
     return counts
 
@@ -128,27 +141,12 @@ def disagreements(
     """Where mxd's and the floor's counts (and fingerprints) differ."""
     if mxd is None or floor is None:
         return ["no counts to compare"]
-    found = []
-    for feature, theirs in floor.items():
-        ours = mxd.get(feature, {})
-        for key in (
-            "stored",
-            "new",
-            "stale",
-            "orphaned",
-            "unchanged",
-            "written",
-            "deleted",
-            "matched",
-            "rows",
-            "fingerprint",
-            "behind_new",
-            "behind_stale",
-            "behind_orphaned",
-        ):
-            if key in ours and key in theirs and ours[key] != theirs[key]:
-                found.append(f"{feature} {key}: mxd {ours[key]} floor {theirs[key]}")
-    return found
+    return [
+        f"{feature} {key}: mxd {mxd[feature][key]} floor {theirs[key]}"
+        for feature, theirs in floor.items()
+        for key in COMPARED
+        if key in theirs and key in mxd.get(feature, {}) and mxd[feature][key] != theirs[key]
+    ]
 
 
 def run_phase(bench: Bench, phase: Phase, work: Path, n: int, rep: int) -> dict[str, Any]:
@@ -184,7 +182,7 @@ def run_phase(bench: Bench, phase: Phase, work: Path, n: int, rep: int) -> dict[
         full = child("floor", full_args, timing, preload=[])
         shutil.rmtree(copy, ignore_errors=True)
     floor = child("floor", floor_args, timing, preload=[])
-    counts = mxd_counts(phase, mxd["stdout"]) if mxd["state"] == "ok" else None
+    counts = mxd_counts(mxd["stdout"]) if mxd["state"] == "ok" else None
     result: dict[str, Any] = {"mxd": _strip(mxd), "floor": _strip(floor)}
     if full is not None:
         result["floor_full"] = _strip(full)
