@@ -121,24 +121,30 @@ def compare(
     if collapse:
         stored = stored.group_by(keys).agg(pl.col(_STORED).drop_nulls().first())
     if expected is None:
-        stored_count, orphaned = pl.collect_all([stored.select(pl.len()), current])
-        return Increment(
-            feature, key, pl.DataFrame(), pl.DataFrame(), orphaned, 0, stored_count.item()
-        )
+        orphaned = current.collect()
+        count = stored_rows(orphaned, keys, collapse).height
+        return Increment(feature, key, pl.DataFrame(), pl.DataFrame(), orphaned, 0, count)
     _check_key_types(feature, keys, expected, stored)
-    matched = expected.join(stored, on=keys, how="left", coalesce=True)
+    # Each side is computed once (a lazy plan shared by several outputs would be recomputed
+    # for each), then split eagerly.
+    want, have = pl.collect_all([expected, current])
+    stored_df = stored_rows(have, keys, collapse)
+    matched = want.join(stored_df, on=keys, how="left", coalesce=True)
     present = pl.col(_STORED).is_not_null()
     differs = present if full else present & (pl.col(_STORED) != pl.col(c.PROVENANCE))
-    new, stale, unchanged, orphaned, stored_count = pl.collect_all(
-        [
-            matched.filter(~present).drop(_STORED),
-            matched.filter(differs).drop(_STORED),
-            matched.filter(present & ~differs).select(keys).unique().select(pl.len()),
-            current.join(expected.select(keys).unique(), on=keys, how="anti"),
-            stored.select(pl.len()),
-        ]
-    )
-    return Increment(feature, key, new, stale, orphaned, unchanged.item(), stored_count.item())
+    new = matched.filter(~present).drop(_STORED)
+    stale = matched.filter(differs).drop(_STORED)
+    unchanged = matched.filter(present & ~differs).select(keys).unique().height
+    orphaned = have.join(want.select(keys).unique(), on=keys, how="anti")
+    return Increment(feature, key, new, stale, orphaned, unchanged, stored_df.height)
+
+
+def stored_rows(current: pl.DataFrame, keys: list[str], collapse: bool) -> pl.DataFrame:
+    """Sample keys with their stored provenance (one row per sample)."""
+    stored = current.select(*keys, pl.col(c.PROVENANCE).alias(_STORED))
+    if collapse:
+        stored = stored.group_by(keys).agg(pl.col(_STORED).drop_nulls().first())
+    return stored
 
 
 def _check_key_types(

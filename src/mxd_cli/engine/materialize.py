@@ -259,6 +259,7 @@ class Run:
             res.status = "interrupted"
             raise
         finally:
+            self.reader.forget(key)  # written (maybe in part): read it afresh from now on
             res.seconds = time.monotonic() - clock
             if res.status != "pending":
                 self.listener.feature_finished(res)
@@ -324,7 +325,6 @@ class Run:
                 res.deleted = writer.soft_delete(increment.orphaned)
             else:
                 res.note = "orphans kept (--sample)"
-        self.reader.forget(key)
         res.status = "success" if todo.height or increment.orphaned.height else "up_to_date"
         kept = increment.orphaned.height and not res.deleted
         if state is not None and not self.options.restricted and not kept:

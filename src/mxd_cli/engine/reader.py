@@ -31,6 +31,9 @@ class CurrentRows:
         self.versions = versions
         self.fallbacks = list(fallbacks)
         self._where: dict[FeatureKey, MetadataStore | None] = {}
+        # Rows already read, per (store, feature): a root is read as itself and again as
+        # its dependents' upstream; one read serves all until the feature is written.
+        self._rows: dict[tuple[int, FeatureKey], pl.LazyFrame | None] = {}
 
     def source(self, key: FeatureKey) -> MetadataStore | None:
         """The store that holds ``key``, or None."""
@@ -43,6 +46,8 @@ class CurrentRows:
     def forget(self, key: FeatureKey) -> None:
         """Drop what is cached about ``key`` (after writing it)."""
         self._where.pop(key, None)
+        for cached in [k for k in self._rows if k[1] == key]:
+            del self._rows[cached]
 
     def __call__(self, key: FeatureKey) -> pl.LazyFrame | None:
         """Rows of an upstream: from the target store, else the first fallback with it."""
@@ -56,8 +61,13 @@ class CurrentRows:
     def _read(self, store: MetadataStore | None, key: FeatureKey) -> pl.LazyFrame | None:
         if store is None:
             return None
-        return store.read(
-            key.parts,
-            self.graph[key].spec.id_columns,
-            feature_version=self.versions.feature_version(key),
-        )
+        slot = (id(store), key)
+        if slot not in self._rows:
+            frame = store.read(
+                key.parts,
+                self.graph[key].spec.id_columns,
+                feature_version=self.versions.feature_version(key),
+            )
+            # Collected once: a lazy read would be recomputed by every plan that uses it.
+            self._rows[slot] = None if frame is None else frame.collect().lazy()
+        return self._rows[slot]

@@ -8,7 +8,7 @@ at most that long (DuckDB allows one read-write process, or many read-only ones)
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,30 @@ def _struct_fields(dtype: str) -> list[tuple[str, str]] | None:
             fields.append((name.strip('"'), ftype))
             start = i + 1
     return fields
+
+
+def _latest_sql(
+    table: str, id_columns: Sequence[str], feature_version: str | None, include_deleted: bool
+) -> str:
+    """The current rows of ``table`` (``$1``: the feature version, when given).
+
+    Most ids have a single row: they pass straight through. Only ids with several rows
+    (rewritten, or tombstoned) go through the window that picks the latest; ranking every
+    row would sort the whole table.
+    """
+    ids = ", ".join(_quote(k) for k in id_columns)
+    order = f"coalesce({_quote(c.DELETED_AT)}, {_quote(c.UPDATED_AT)})"
+    where = "" if feature_version is None else f"WHERE {_quote(c.FEATURE_VERSION)} = $1"
+    alive = "TRUE" if include_deleted else f"{_quote(c.DELETED_AT)} IS NULL"
+    return (
+        f"WITH f AS (SELECT * FROM {table} {where}), "
+        f"d AS (SELECT {ids} FROM f GROUP BY ALL HAVING count(*) > 1) "
+        f"SELECT * FROM f ANTI JOIN d USING ({ids}) WHERE {alive} "
+        "UNION ALL "
+        "SELECT * EXCLUDE (__mxd_rank) FROM ("
+        f"SELECT *, row_number() OVER (PARTITION BY {ids} ORDER BY {order} DESC) AS __mxd_rank "
+        f"FROM f SEMI JOIN d USING ({ids})) WHERE __mxd_rank = 1 AND {alive}"
+    )
 
 
 class DuckDBStore(MetadataStore):
@@ -180,6 +204,43 @@ class DuckDBStore(MetadataStore):
             if name not in present:
                 return None
             arrow = con.sql(f"SELECT * FROM {_quote(name)}").to_arrow_table()
+        frame = pl.from_arrow(arrow)
+        assert isinstance(frame, pl.DataFrame)
+        return frame.lazy()
+
+    def read(
+        self,
+        table: Table,
+        id_columns: Sequence[str],
+        *,
+        feature_version: str | None = None,
+        include_deleted: bool = False,
+    ) -> pl.LazyFrame | None:
+        """Current rows, chosen inside DuckDB: only they cross into Polars, not the history.
+
+        Same rule as :func:`~mxd_cli.store.base.latest_rows`: per id the row with the
+        greatest coalesce(deleted_at, updated_at), at ``feature_version``; tombstones win,
+        then are dropped unless ``include_deleted``.
+        """
+        name = self.physical_name(table)
+        if not self._exists:
+            return None
+        with self.connect() as con:
+            present = self._tables if self._tables is not None else self._list(con)
+            if name not in present:
+                return None
+            columns = {r[0] for r in con.execute(f"DESCRIBE {_quote(name)}").fetchall()}
+            needed = {*id_columns, c.FEATURE_VERSION, c.UPDATED_AT, c.DELETED_AT}
+            if not needed <= columns:
+                arrow = None
+            else:
+                sql = _latest_sql(_quote(name), id_columns, feature_version, include_deleted)
+                params = [] if feature_version is None else [feature_version]
+                arrow = con.sql(sql, params=params).to_arrow_table()
+        if arrow is None:
+            return super().read(
+                table, id_columns, feature_version=feature_version, include_deleted=include_deleted
+            )
         frame = pl.from_arrow(arrow)
         assert isinstance(frame, pl.DataFrame)
         return frame.lazy()
