@@ -9,21 +9,10 @@ from typing import Any
 import pytest
 
 from mxd_cli import api
-from tests import populated
 from tests.cli.test_definitions import mxd
-from tests.populated import BACKENDS, clone, digest
+from tests.populated import clone, digest
 
 GEAR = "category = 'gear'"  # p004, p006, p008
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def template(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return populated.template(tmp_path_factory, request.param)
-
-
-@pytest.fixture
-def qs(template: Path, tmp_path: Path) -> Path:
-    return clone(template, tmp_path / "qs")
 
 
 def delete_json(root: Path, *args: str) -> tuple[int, dict[str, Any]]:

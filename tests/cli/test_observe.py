@@ -9,22 +9,11 @@ from typing import Any
 import pytest
 
 from mxd_cli import api
-from tests import populated
 from tests.cli.test_definitions import mxd
 from tests.pipeline_runner import run_step
-from tests.populated import BACKENDS, clone, fresh_quickstart
+from tests.populated import BACKENDS, fresh_quickstart
 
 FEATURES = ["shop/products", "shop/reviews", "shop/pricing", "shop/text_stats", "shop/ranking"]
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def template(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return populated.template(tmp_path_factory, request.param)
-
-
-@pytest.fixture
-def qs(template: Path, tmp_path: Path) -> Path:
-    return clone(template, tmp_path / "qs")
 
 
 def observe_json(root: Path, *args: str) -> tuple[int, dict[str, Any]]:

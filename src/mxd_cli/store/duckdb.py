@@ -195,13 +195,15 @@ class DuckDBStore(MetadataStore):
             self._tables = found
         return set(found)
 
+    def _present(self, con: duckdb.DuckDBPyConnection, name: str) -> bool:
+        return name in (self._tables if self._tables is not None else self._list(con))
+
     def scan(self, table: Table) -> pl.LazyFrame | None:
         name = self.physical_name(table)
         if not self._exists:
             return None
         with self.connect() as con:
-            present = self._tables if self._tables is not None else self._list(con)
-            if name not in present:
+            if not self._present(con, name):
                 return None
             arrow = con.sql(f"SELECT * FROM {_quote(name)}").to_arrow_table()
         frame = pl.from_arrow(arrow)
@@ -226,8 +228,7 @@ class DuckDBStore(MetadataStore):
         if not self._exists:
             return None
         with self.connect() as con:
-            present = self._tables if self._tables is not None else self._list(con)
-            if name not in present:
+            if not self._present(con, name):
                 return None
             columns = {r[0] for r in con.execute(f"DESCRIBE {_quote(name)}").fetchall()}
             needed = {*id_columns, c.FEATURE_VERSION, c.UPDATED_AT, c.DELETED_AT}
@@ -253,8 +254,7 @@ class DuckDBStore(MetadataStore):
         if not self._exists:
             return ""
         with self.connect() as con:
-            present = self._tables if self._tables is not None else self._list(con)
-            if name not in present:
+            if not self._present(con, name):
                 return ""
             columns = {r[0] for r in con.execute(f"DESCRIBE {_quote(name)}").fetchall()}
             stamps = [col for col in (c.UPDATED_AT, c.DELETED_AT) if col in columns]
