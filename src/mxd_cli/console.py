@@ -7,6 +7,7 @@ progress and errors go to stderr.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -42,7 +43,12 @@ class Output:
     def __post_init__(self) -> None:
         # file=None: Rich resolves sys.stdout/sys.stderr when writing, so test runners that
         # swap the streams per invocation still capture everything.
-        self._out = Console(no_color=not self.color, highlight=False, soft_wrap=False)
+        # Piped or redirected tables go to files and logs: 120 columns unless COLUMNS says,
+        # rather than Rich's 80, which truncates the headers of the wider tables.
+        piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+        self._out = Console(
+            no_color=not self.color, highlight=False, soft_wrap=False, width=120 if piped else None
+        )
         self._err = Console(stderr=True, no_color=not self.color, highlight=False, soft_wrap=True)
 
     # data (stdout)
