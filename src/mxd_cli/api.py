@@ -6,7 +6,8 @@ dataclasses) that the CLI renders as tables or JSON.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from mxd_cli.project import Project as Project  # re-exported: api.Project.load(...)
@@ -84,16 +85,26 @@ def check(project: Project) -> dict[str, Any]:
     }
 
 
-def _open(project: Project, store: str | None, *, read_only: bool) -> tuple[Any, list[Any]]:
+@contextmanager
+def _opened(
+    project: Project, store: str | None, *, read_only: bool
+) -> Iterator[tuple[Any, list[Any]]]:
+    """The named store and its fallback stores (read-only), all closed afterwards."""
     from mxd_cli.store import open_store
 
     config = project.config.store_config(store)
     target = open_store(config, read_only=read_only)
-    fallbacks = [
-        open_store(project.config.store_config(name), read_only=True)
-        for name in config.fallback_stores
-    ]
-    return target, fallbacks
+    fallbacks = []
+    try:
+        fallbacks = [
+            open_store(project.config.store_config(name), read_only=True)
+            for name in config.fallback_stores
+        ]
+        yield target, fallbacks
+    finally:
+        target.close()
+        for fb in fallbacks:
+            fb.close()
 
 
 def materialize(
@@ -132,12 +143,11 @@ def materialize(
                 hint="use --filter on the id columns instead",
             )
     config = project.config.store_config(store)
-    base, fallbacks = _open(project, store, read_only=opts.dry_run)
-    target = OverlayStore(base) if opts.dry_run else base
-    lock_path = None if opts.dry_run else base.lock_path()
     timeout = float(project.config.mxd.get("lock_timeout", 0.0) if wait is None else wait)
-    lock = WriterLock(lock_path, wait=timeout, command="mxd materialize") if lock_path else None
-    try:
+    with _opened(project, store, read_only=opts.dry_run) as (base, fallbacks):
+        target = OverlayStore(base) if opts.dry_run else base
+        lock_path = None if opts.dry_run else base.lock_path()
+        lock = WriterLock(lock_path, wait=timeout, command="mxd materialize") if lock_path else None
         with lock if lock is not None else nullcontext():
             if lock is not None and lock.took_over is not None:
                 dead = lock.took_over
@@ -160,10 +170,6 @@ def materialize(
                 should_stop=should_stop or (lambda: False),
             )
             return run.execute()
-    finally:
-        target.close()
-        for fb in fallbacks:
-            fb.close()
 
 
 def runs(project: Project, *, store: str | None = None, limit: int = 20) -> dict[str, Any]:
@@ -171,13 +177,8 @@ def runs(project: Project, *, store: str | None = None, limit: int = 20) -> dict
     from mxd_cli.engine.runs import history
 
     config = project.config.store_config(store)
-    target, fallbacks = _open(project, store, read_only=True)
-    try:
+    with _opened(project, store, read_only=True) as (target, _fallbacks):
         records = history(target, project.config.project)
-    finally:
-        target.close()
-        for fb in fallbacks:
-            fb.close()
     return {"store": config.name, "runs": [r.to_json() for r in records[:limit]]}
 
 
@@ -206,65 +207,59 @@ def status(
     keys = project.graph.select(selectors)
     flt = parse_filters(list(filters)) if filters else None
     config = project.config.store_config(store)
-    target, fallbacks = _open(project, store, read_only=True)
     results: dict[Any, FeatureStatus] = {}
-    try:
-        with target.session():
-            reader = CurrentRows(target, project.graph, project.versions, fallbacks)
-            for key in keys:
-                node = project.graph[key]
-                version = project.versions.feature_version(key)
-                asset = project.registry.assets.get(key)
-                if node.is_root and asset is None:
-                    current = reader.own(key)
-                    stored = 0 if current is None else current.select(pl.len()).collect().item()
-                    results[key] = FeatureStatus(
-                        key, "root", stored=stored, causes=["root feature without an asset"]
-                    )
-                    continue
-                try:
-                    samples = None
-                    if node.is_root and asset is not None:
-                        ctx = AssetContext(key, run_id="status", project_dir=project.config.root)
-                        samples = root_samples(asset, ctx)
-                    increment = resolve_increment(
-                        node,
-                        project.graph,
-                        reader,
-                        algorithm=config.hash_algorithm,
-                        length=project.config.hash_truncation_length,
-                        samples=samples,
-                        restrict=None if flt is None else flt.to_polars(),
-                        own=reader.own,
-                    )
-                except AssetError as err:
-                    results[key] = FeatureStatus(key, "error", causes=[str(err)])
-                    continue
-                except pl.exceptions.ColumnNotFoundError as exc:
-                    raise FilterError(
-                        f"filter column not found in feature {key}: {exc}".splitlines()[0],
-                        hint="select only the features that have the filter's columns",
-                    ) from None
-                pending_up = [
-                    u
-                    for u in node.upstream
-                    if u in results and results[u].status in ("needs_update", "missing")
-                ]
-                results[key] = feature_status(
+    with _opened(project, store, read_only=True) as (target, fallbacks), target.session():
+        reader = CurrentRows(target, project.graph, project.versions, fallbacks)
+        for key in keys:
+            node = project.graph[key]
+            version = project.versions.feature_version(key)
+            asset = project.registry.assets.get(key)
+            if node.is_root and asset is None:
+                current = reader.own(key)
+                stored = 0 if current is None else current.select(pl.len()).collect().item()
+                results[key] = FeatureStatus(
+                    key, "root", stored=stored, causes=["root feature without an asset"]
+                )
+                continue
+            try:
+                samples = None
+                if node.is_root and asset is not None:
+                    ctx = AssetContext(key, run_id="status", project_dir=project.config.root)
+                    samples = root_samples(asset, ctx)
+                increment = resolve_increment(
                     node,
                     project.graph,
-                    increment,
-                    target,
-                    feature_version=version,
-                    project=project.config.project,
-                    pending_upstream=pending_up,
-                    read=reader,
-                    sources=reader.source,
+                    reader,
+                    algorithm=config.hash_algorithm,
+                    length=project.config.hash_truncation_length,
+                    samples=samples,
+                    restrict=None if flt is None else flt.to_polars(),
+                    own=reader.own,
                 )
-    finally:
-        target.close()
-        for fb in fallbacks:
-            fb.close()
+            except AssetError as err:
+                results[key] = FeatureStatus(key, "error", causes=[str(err)])
+                continue
+            except pl.exceptions.ColumnNotFoundError as exc:
+                raise FilterError(
+                    f"filter column not found in feature {key}: {exc}".splitlines()[0],
+                    hint="select only the features that have the filter's columns",
+                ) from None
+            pending_up = [
+                u
+                for u in node.upstream
+                if u in results and results[u].status in ("needs_update", "missing")
+            ]
+            results[key] = feature_status(
+                node,
+                project.graph,
+                increment,
+                target,
+                feature_version=version,
+                project=project.config.project,
+                pending_upstream=pending_up,
+                read=reader,
+                sources=reader.source,
+            )
     return {
         "store": config.name,
         "features": [results[k].to_json() for k in keys],
@@ -413,29 +408,23 @@ def observe(
     keys = project.graph.select(selectors)
     config = project.config.store_config(store)
     name = project.config.project
-    source, fallbacks = _open(project, store, read_only=True)
-    try:
-        with source.session():
-            reader = CurrentRows(source, project.graph, project.versions, fallbacks)
-            seen = [
-                observe_feature(
-                    project.graph[key],
-                    project.graph,
-                    source,
-                    reader,
-                    reader.own,
-                    feature_version=project.versions.feature_version(key),
-                    asset=project.registry.assets.get(key),
-                    project_dir=project.config.root,
-                    algorithm=config.hash_algorithm,
-                    length=project.config.hash_truncation_length,
-                )
-                for key in keys
-            ]
-    finally:
-        source.close()
-        for fb in fallbacks:
-            fb.close()
+    with _opened(project, store, read_only=True) as (source, fallbacks), source.session():
+        reader = CurrentRows(source, project.graph, project.versions, fallbacks)
+        seen = [
+            observe_feature(
+                project.graph[key],
+                project.graph,
+                source,
+                reader,
+                reader.own,
+                feature_version=project.versions.feature_version(key),
+                asset=project.registry.assets.get(key),
+                project_dir=project.config.root,
+                algorithm=config.hash_algorithm,
+                length=project.config.hash_truncation_length,
+            )
+            for key in keys
+        ]
     at = now_utc()
     warning = None
     with open_store(config) as target:
