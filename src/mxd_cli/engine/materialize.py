@@ -232,8 +232,11 @@ class Run:
     def _feature(self, key: FeatureKey) -> None:
         res = self.results[key]
         node = self.graph[key]
+        # The whole upstream closure is checked, so a failure two levels up skips us too.
         failed_up = [
-            u for u in self.graph.upstream_closure(key) if self._failed(self.results.get(u))
+            u
+            for u in self.graph.upstream_closure(key)
+            if u in self.results and self.results[u].status == "failed"
         ]
         if failed_up:
             res.status = "skipped"
@@ -263,12 +266,6 @@ class Run:
             res.seconds = time.monotonic() - clock
             if res.status != "pending":
                 self.listener.feature_finished(res)
-
-    @staticmethod
-    def _failed(res: FeatureResult | None) -> bool:
-        return res is not None and (
-            res.status == "failed" or (res.status == "skipped" and "failed" in (res.note or ""))
-        )
 
     # one feature
     def _compute(self, node: FeatureNode, asset: AssetDefinition, res: FeatureResult) -> None:
