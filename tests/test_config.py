@@ -27,6 +27,14 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
+def file_of(location: str | None) -> str | None:
+    """The file part of a ``file:line`` location."""
+    if location is None:
+        return None
+    head, _, tail = location.rpartition(":")
+    return head if head and tail.isdigit() else location
+
+
 def load(folder: Path, text: str, **environ: str) -> Config:
     write(folder / "metaxy.toml", text)
     return load_config(cwd=folder, environ=environ)
@@ -149,7 +157,7 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"unknown key 'stor'$") as info:
         load(tmp_path, 'stor = "dev"\n')
     assert info.value.hint == "did you mean 'store'?"
-    assert info.value.location == str(tmp_path / "metaxy.toml")
+    assert file_of(info.value.location) == str(tmp_path / "metaxy.toml")
     assert str(tmp_path / "metaxy.toml") in str(info.value)
 
 
@@ -164,7 +172,7 @@ def test_unknown_store_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"unknown key 'stores\.dev\.typ'$") as info:
         load(tmp_path, '[stores.dev]\ntyp = "duckdb"\n')
     assert info.value.hint == "did you mean 'type'?"
-    assert info.value.location == str(tmp_path / "metaxy.toml")
+    assert file_of(info.value.location) == str(tmp_path / "metaxy.toml")
 
 
 def test_metaxy_keys_mxd_does_not_use_are_accepted(tmp_path: Path) -> None:
@@ -232,7 +240,7 @@ def test_wrong_types(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         load(tmp_path, text + "\n")
     assert info.value.message == message
-    assert info.value.location == str(tmp_path / "metaxy.toml")
+    assert file_of(info.value.location) == str(tmp_path / "metaxy.toml")
 
 
 def test_hash_truncation_length_minimum(tmp_path: Path) -> None:
@@ -282,23 +290,28 @@ def test_default_store_takes_the_store_name(tmp_path: Path) -> None:
 def test_store_defaults_to_dev_then_to_the_only_store(tmp_path: Path) -> None:
     two = DUCKDB_DEV + '[stores.prod]\ntype = "delta"\nconfig = { root_path = "p" }\n'
     assert load(tmp_path, two).store == "dev"
-    one = '[stores.main]\ntype = "duckdb"\n'
+    one = '[stores.main]\ntype = "duckdb"\nconfig.database = "m.duckdb"\n'
     assert load(tmp_path, one).store == "main"
 
 
 def test_several_stores_without_dev_need_store(tmp_path: Path) -> None:
-    text = '[stores.a]\ntype = "duckdb"\n[stores.b]\ntype = "duckdb"\n'
+    text = (
+        '[stores.a]\ntype = "duckdb"\nconfig.database = "a.duckdb"\n'
+        '[stores.b]\ntype = "duckdb"\nconfig.database = "b.duckdb"\n'
+    )
     with pytest.raises(ConfigError, match="'store' must name the default") as info:
         load(tmp_path, text)
     assert info.value.hint == 'add store = "a" (configured: a, b)'
 
 
 def test_store_names_a_missing_store(tmp_path: Path) -> None:
-    text = 'store = "prd"\n[stores.prod]\ntype = "duckdb"\n[stores.dev]\ntype = "duckdb"\n'
+    text = (
+        'store = "prd"\n[stores.prod]\ntype = "duckdb"\nconfig.database = "p.duckdb"\n' + DUCKDB_DEV
+    )
     with pytest.raises(ConfigError, match=r"store 'prd' is not configured$") as info:
         load(tmp_path, text)
     assert info.value.hint == "did you mean 'prod'?"
-    assert info.value.location == str(tmp_path / "metaxy.toml")
+    assert file_of(info.value.location) == str(tmp_path / "metaxy.toml")
 
 
 def test_store_config_lookup(tmp_path: Path) -> None:
@@ -329,7 +342,8 @@ def test_store_config_lookup(tmp_path: Path) -> None:
     ],
 )
 def test_accepted_store_types(tmp_path: Path, type_name: str, kind: str) -> None:
-    config = load(tmp_path, f'[stores.dev]\ntype = "{type_name}"\n')
+    option = "database" if kind == "duckdb" else "root_path"
+    config = load(tmp_path, f'[stores.dev]\ntype = "{type_name}"\nconfig.{option} = "x"\n')
     assert config.store_config().type == kind
 
 
@@ -338,7 +352,7 @@ def test_unknown_store_type(tmp_path: Path) -> None:
         load(tmp_path, '[stores.dev]\ntype = "duckbd"\n')
     assert info.value.exit_code == 2
     assert info.value.hint == (
-        "did you mean 'duckdb'? accepted types: duckdb, delta (or Metaxy's import path for either)"
+        "did you mean 'duckdb'? accepted types: duckdb, delta (or Metaxy's import path for one)"
     )
 
 
@@ -346,7 +360,7 @@ def test_unsupported_metaxy_store_type(tmp_path: Path) -> None:
     text = '[stores.dev]\ntype = "metaxy.ext.clickhouse.ClickHouseMetadataStore"\n'
     with pytest.raises(ConfigError, match="unknown store type") as info:
         load(tmp_path, text)
-    assert info.value.hint == "accepted types: duckdb, delta (or Metaxy's import path for either)"
+    assert info.value.hint == "accepted types: duckdb, delta (or Metaxy's import path for one)"
 
 
 def test_store_without_type(tmp_path: Path) -> None:
@@ -365,23 +379,21 @@ def test_store_options_fallbacks_and_hash_algorithm(tmp_path: Path) -> None:
         database = ":memory:"
         hash_algorithm = "XXHASH64"
         fallback_stores = ["prod"]
-        extensions = ["spatial"]
+        config = { threads = 2 }
         [stores.prod]
         type = "duckdb"
-        config = { database = "md:prod_db", hash_algorithm = "xxhash64" }
+        config = { database = "/data/prod.duckdb", hash_algorithm = "xxhash64" }
         """,
     )
     dev = config.store_config()
-    assert dev.options == {"database": ":memory:", "extensions": ["spatial"]}
+    assert dev.options == {"database": ":memory:", "config": {"threads": 2}}
     assert (dev.hash_algorithm, dev.fallback_stores) == ("xxhash64", ("prod",))
-    assert config.store_config("prod").options == {"database": "md:prod_db"}
+    assert config.store_config("prod").options == {"database": "/data/prod.duckdb"}
 
 
 @pytest.mark.parametrize("algorithm", HASH_ALGORITHMS)
 def test_every_hash_algorithm(tmp_path: Path, algorithm: str) -> None:
-    config = load(
-        tmp_path, f'[stores.dev]\ntype = "duckdb"\nconfig.hash_algorithm = "{algorithm}"\n'
-    )
+    config = load(tmp_path, DUCKDB_DEV + f'hash_algorithm = "{algorithm}"\n')
     assert config.store_config().hash_algorithm == algorithm
 
 
@@ -395,7 +407,8 @@ def test_invalid_hash_algorithm(tmp_path: Path) -> None:
 
 
 def test_unknown_fallback_store(tmp_path: Path) -> None:
-    text = DUCKDB_DEV + 'fallback_stores = ["prd"]\n[stores.prod]\ntype = "duckdb"\n'
+    text = DUCKDB_DEV + 'fallback_stores = ["prd"]\n[stores.prod]\ntype = "delta"\n'
+    text += 'config.root_path = "p"\n'
     with pytest.raises(
         ConfigError, match="store 'dev' falls back to 'prd', which is not configured"
     ) as info:
@@ -407,9 +420,11 @@ def test_fallback_cycle(tmp_path: Path) -> None:
     text = """
     [stores.dev]
     type = "duckdb"
+    config.database = "d.duckdb"
     config.fallback_stores = ["prod"]
     [stores.prod]
     type = "duckdb"
+    config.database = "p.duckdb"
     config.fallback_stores = ["dev"]
     """
     with pytest.raises(ConfigError, match="store 'dev' falls back to itself"):
@@ -434,7 +449,6 @@ def test_fallback_stores_must_be_strings(tmp_path: Path) -> None:
         ("duckdb", "database", "../shared.duckdb", "{parent}/shared.duckdb"),
         ("duckdb", "database", "/abs/dev.duckdb", "/abs/dev.duckdb"),
         ("duckdb", "database", ":memory:", ":memory:"),
-        ("duckdb", "database", "md:my_db", "md:my_db"),
         ("duckdb", "database", "s3://bucket/dev.duckdb", "s3://bucket/dev.duckdb"),
         ("delta", "root_path", "delta", "{root}/delta"),
         ("delta", "root_path", "s3://bucket/metaxy", "s3://bucket/metaxy"),
@@ -496,7 +510,7 @@ def test_missing_env_variable(tmp_path: Path) -> None:
         "environment variable DB_PATH is not set (used in 'stores.dev.config.database')"
     )
     assert info.value.hint == "set DB_PATH or write ${DB_PATH:-default}"
-    assert info.value.location == str(tmp_path / "metaxy.toml")
+    assert file_of(info.value.location) == str(tmp_path / "metaxy.toml")
 
 
 def test_env_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -543,11 +557,11 @@ def test_env_override_json_table_merges(tmp_path: Path) -> None:
     config = load(
         tmp_path,
         DUCKDB_DEV,
-        METAXY_STORES='{"dev": {"config": {"read_only": true}}}',
+        METAXY_STORES='{"dev": {"config": {"config": {"threads": 1}}}}',
     )
     assert config.store_config().options == {
         "database": str(tmp_path / "dev.duckdb"),
-        "read_only": True,
+        "config": {"threads": 1},
     }
 
 
@@ -646,7 +660,7 @@ def test_extend_cycle(tmp_path: Path) -> None:
         info.value.message
         == f"'extend' forms a cycle: {config_file} -> {a} -> {b} -> {config_file}"
     )
-    assert info.value.location == str(b)
+    assert file_of(info.value.location) == str(b)
 
 
 def test_extend_missing_file(tmp_path: Path) -> None:
@@ -663,7 +677,7 @@ def test_error_in_extended_file_names_that_file(tmp_path: Path) -> None:
     base = write(tmp_path / "base.toml", 'hash_truncation_length = "8"\n')
     with pytest.raises(ConfigError, match="'hash_truncation_length' must be an integer") as info:
         load(tmp_path / "app", 'extend = "../base.toml"\n')
-    assert info.value.location == str(base)
+    assert file_of(info.value.location) == str(base)
 
 
 def test_extend_cannot_come_from_the_environment(tmp_path: Path) -> None:

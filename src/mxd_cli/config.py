@@ -48,7 +48,9 @@ HASH_ALGORITHMS = ("xxhash32", "xxhash64", "xxh3_64", "wyhash", "md5", "sha256")
 DEFAULT_STORE = "dev"
 DEFAULT_HASH_ALGORITHM = "xxhash32"
 #: Defaults of the ``[ext.mxd]`` settings; ``Config.mxd`` holds only what the user set.
-MXD_DEFAULTS: Mapping[str, Any] = MappingProxyType({"chunk_size": 10_000, "lock_timeout": 0.0})
+MXD_DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {"chunk_size": 10_000, "lock_timeout": 0.0, "max_orphan_fraction": 0.5}
+)
 
 # Every top-level key Metaxy's `MetaxyConfig` has accepted (src/metaxy/config.py and
 # src/metaxy/config/models/metaxy_config.py), with the kind of value it takes. mxd reads
@@ -76,26 +78,9 @@ _STORE_KEYS = ("type", "config")
 _MXD_KEYS: Mapping[str, str] = {
     "chunk_size": "integer",
     "lock_timeout": "number",
+    "max_orphan_fraction": "number",
     "enable": "boolean",
 }
-
-# Metaxy's import paths for the two backends mxd implements, past and present.
-_STORE_TYPES: Mapping[str, str] = {
-    "duckdb": "duckdb",
-    "delta": "delta",
-    "metaxy.ext.duckdb.DuckDBMetadataStore": "duckdb",
-    "metaxy.ext.duckdb.metadata_store.DuckDBMetadataStore": "duckdb",
-    "metaxy.ext.duckdb.legacy_store.DuckDBMetadataStore": "duckdb",
-    "metaxy.ext.metadata_stores.duckdb.DuckDBMetadataStore": "duckdb",
-    "metaxy.metadata_store.duckdb.DuckDBMetadataStore": "duckdb",
-    "metaxy.ext.polars.handlers.delta.DeltaMetadataStore": "delta",
-    "metaxy.ext.polars.DeltaMetadataStore": "delta",
-    "metaxy.ext.delta.DeltaMetadataStore": "delta",
-    "metaxy.ext.delta.legacy_store.DeltaMetadataStore": "delta",
-    "metaxy.ext.metadata_stores.delta.DeltaMetadataStore": "delta",
-    "metaxy.metadata_store.delta.DeltaMetadataStore": "delta",
-}
-_PATH_OPTION = {"duckdb": "database", "delta": "root_path"}
 
 _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
@@ -130,6 +115,9 @@ class StoreConfig:
     options: Mapping[str, Any]
     fallback_stores: tuple[str, ...] = ()
     hash_algorithm: str = DEFAULT_HASH_ALGORITHM
+    #: Warnings to show when the store is opened (e.g. a relative path that Metaxy, which
+    #: resolves against the current directory, would read elsewhere).
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -205,10 +193,10 @@ def load_config(
     here = Path(os.path.abspath(cwd if cwd is not None else Path.cwd()))
     path = find_config_file(explicit, cwd=here, environ=env)
     origins: Origins = {(): str(path)}
-    data = _read_with_bases(path, env, (path,), origins)
+    data = _read_with_bases(path, env, (path,), origins, here)
     apply_overrides(data, env, origins, takes_text=_takes_text)
     # Paths set by overrides are relative to where the command runs.
-    _resolve_store_paths(data.get("stores"), here)
+    _resolve_store_paths(data.get("stores"), here, here)
     return _build(data, path, origins)
 
 
@@ -257,13 +245,13 @@ def _toml_error(path: Path, exc: tomllib.TOMLDecodeError) -> ConfigError:
 
 
 def _read_with_bases(
-    path: Path, env: Mapping[str, str], chain: tuple[Path, ...], origins: Origins
+    path: Path, env: Mapping[str, str], chain: tuple[Path, ...], origins: Origins, cwd: Path
 ) -> _Data:
     """``path`` merged over the files it extends, by Metaxy's rules: scalars replaced,
     tables merged one level deep, arrays concatenated (base first)."""
     where = str(path)
     data = expand_env(_read_toml(path), (), env, where)
-    _resolve_store_paths(data.get("stores"), path.parent)
+    _resolve_store_paths(data.get("stores"), path.parent, cwd)
     base: _Data = {}
     if "extend" in data:
         extend = data.pop("extend")
@@ -278,7 +266,7 @@ def _read_with_bases(
                 hint="remove 'extend' from one of these files",
                 location=where,
             )
-        base = _read_with_bases(target, env, (*chain, target), origins)
+        base = _read_with_bases(target, env, (*chain, target), origins, cwd)
     merged = dict(base)
     for key, value in data.items():
         old = base.get(key)
@@ -292,26 +280,45 @@ def _read_with_bases(
     return merged
 
 
-def _resolve_store_paths(stores: object, base: Path) -> None:
-    """Make relative local ``database`` / ``root_path`` options absolute against ``base``."""
+def _resolve_store_paths(stores: object, base: Path, cwd: Path | None = None) -> None:
+    """Make relative local path options (``database``, ``root_path``...) absolute against
+    ``base`` (the config file's folder; ``cwd`` for paths set by overrides).
+
+    Metaxy resolves them against the current directory instead; where the two differ and
+    either location exists, the store config keeps a warning (``_PATH_NOTES``)."""
+    from mxd_cli.store.registry import find
+
     if not isinstance(stores, dict):
         return
-    for table in stores.values():
+    for name, table in stores.items():
         if not isinstance(table, dict) or not isinstance(table.get("config"), dict):
             continue
-        kind = _store_kind(table.get("type"))
-        option = _PATH_OPTION.get(kind or "")
-        value = table["config"].get(option) if option else None
-        if option and isinstance(value, str) and _is_local_path(kind, value):
-            table["config"][option] = os.path.normpath(base / Path(value).expanduser())
+        backend = find(table["type"]) if isinstance(table.get("type"), str) else None
+        for option in backend.path_options if backend is not None else ():
+            value = table["config"].get(option)
+            if not (isinstance(value, str) and _is_local_path(value)):
+                continue
+            if os.path.isabs(os.path.expanduser(value)):
+                continue
+            resolved = os.path.normpath(base / Path(value).expanduser())
+            table["config"][option] = resolved
+            elsewhere = os.path.normpath((cwd or Path.cwd()) / Path(value).expanduser())
+            if elsewhere != resolved and (os.path.exists(elsewhere) or os.path.exists(resolved)):
+                table.setdefault(_PATH_NOTES, []).append(
+                    f"store '{name}': {option} = {value!r} is read as {resolved} (relative "
+                    f"to the config file); Metaxy reads it relative to the current directory, "
+                    f"as {elsewhere}"
+                )
 
 
-def _is_local_path(kind: str | None, value: str) -> bool:
+_PATH_NOTES = "__mxd_path_notes"
+
+
+def _is_local_path(value: str) -> bool:
+    """A path on this machine (not ``:memory:``, a URI, or a MotherDuck name)."""
     if not value or _URI_SCHEME.match(value):
         return False
-    if kind == "duckdb":
-        return not (value.startswith((":memory:", "md:", "motherduck:")) or "://" in value)
-    return True
+    return not value.startswith((":", "md:", "motherduck:"))
 
 
 def _takes_text(key: Key) -> bool:
@@ -326,12 +333,7 @@ def _takes_text(key: Key) -> bool:
 
 def _build(data: _Data, path: Path, origins: Origins) -> Config:
     root = path.parent
-
-    def where(*key: str) -> str | None:
-        for end in range(len(key), -1, -1):
-            if key[:end] in origins:
-                return origins[key[:end]]
-        return None
+    where = _locator(origins)
 
     for key, value in data.items():
         if key not in TOP_LEVEL_KEYS:
@@ -368,6 +370,34 @@ def _build(data: _Data, path: Path, origins: Origins) -> Config:
         auto_create_tables=data.get("auto_create_tables", True),
         mxd=MappingProxyType(mxd),
     )
+
+
+def _locator(origins: Origins) -> Callable[..., str | None]:
+    """``where(*key)``: the file (with the key's line when it can be found) or the
+    environment variable a key came from."""
+    from mxd_cli.config_lines import key_lines
+
+    lines: dict[str, dict[Key, int]] = {}
+
+    def where(*key: str) -> str | None:
+        origin = next(
+            (origins[key[:end]] for end in range(len(key), -1, -1) if key[:end] in origins), None
+        )
+        if origin is None or origin.startswith("environment variable"):
+            return origin
+        if origin not in lines:
+            try:
+                lines[origin] = key_lines(Path(origin).read_text())
+            except (OSError, UnicodeDecodeError):
+                lines[origin] = {}
+        prefix: Key = ("tool", "metaxy") if Path(origin).name == "pyproject.toml" else ()
+        for end in range(len(key), 0, -1):
+            line = lines[origin].get(prefix + key[:end])
+            if line is not None:
+                return f"{origin}:{line}"
+        return origin
+
+    return where
 
 
 def _check_kind(value: object, kind: str, key: Key, where: str | None) -> None:
@@ -435,25 +465,25 @@ def _mxd_settings(ext: _Data, where: Callable[..., str | None]) -> _Data:
             hint="0 means do not wait for another writer",
             location=where("ext", "mxd", "lock_timeout"),
         )
+    fraction = settings.get("max_orphan_fraction", 0.5)
+    if not 0 <= fraction <= 1:
+        raise ConfigError(
+            f"'ext.mxd.max_orphan_fraction' must be between 0 and 1, got {fraction}",
+            hint="the share of a feature's samples a run may soft-delete as orphans (0.5 = half)",
+            location=where("ext", "mxd", "max_orphan_fraction"),
+        )
     if "lock_timeout" in settings:
         settings["lock_timeout"] = float(settings["lock_timeout"])
     return settings
 
 
-def _store_kind(type_name: object) -> str | None:
-    """The canonical type ("duckdb" or "delta") of an accepted ``type`` value, else None."""
-    if not isinstance(type_name, str):
-        return None
-    if type_name in _STORE_TYPES:
-        return _STORE_TYPES[type_name]
-    short = type_name.lower()
-    return short if short in _PATH_OPTION else None
-
-
 def _store_config(name: str, table: object, where: Callable[..., str | None]) -> StoreConfig:
+    from mxd_cli.store.registry import backends, find, type_names
+
     key = ("stores", name)
     _check_kind(table, "table", key, where(*key))
     assert isinstance(table, dict)
+    notes = tuple(table.pop(_PATH_NOTES, ()))
     for part in table:
         if part not in _STORE_KEYS:
             raise _unknown_key((*key, part), _STORE_KEYS, where(*key, part))
@@ -464,13 +494,15 @@ def _store_config(name: str, table: object, where: Callable[..., str | None]) ->
             location=where(*key),
         )
     _check_kind(table["type"], "string", (*key, "type"), where(*key, "type"))
-    kind = _store_kind(table["type"])
-    if kind is None:
+    backend = find(table["type"])
+    if backend is None:
         # A dotted path only gets a suggestion for a known class under a wrong module.
+        known = type_names()
         suffix = "." + table["type"].rsplit(".", 1)[-1]
-        known = [t for t in _STORE_TYPES if t.endswith(suffix) or "." not in table["type"]]
-        guess = did_you_mean(table["type"], known)
-        accepted = "accepted types: duckdb, delta (or Metaxy's import path for either)"
+        near = [t for t in known if t.endswith(suffix) or "." not in table["type"]]
+        guess = did_you_mean(table["type"], near)
+        short = [b.type for b in backends()]
+        accepted = f"accepted types: {', '.join(short)} (or Metaxy's import path for one)"
         raise ConfigError(
             f"unknown store type '{table['type']}' for store '{name}'",
             hint=f"{guess} {accepted}" if guess else accepted,
@@ -492,13 +524,46 @@ def _store_config(name: str, table: object, where: Callable[..., str | None]) ->
     fallback_key = (*options_key, "fallback_stores")
     fallbacks = options.pop("fallback_stores", [])
     _check_kind(fallbacks, "strings", fallback_key, where(*fallback_key))
+    backend.validate(
+        name, options, lambda option: where(*options_key, *(option,) if option else ())
+    )
+    if "." not in table["type"] and _metaxy_around(where(*key)):
+        notes += (
+            f"store '{name}': type = {table['type']!r} is mxd's short name, which Metaxy cannot "
+            f'load; write type = "{backend.aliases[0]}" so both tools open this store',
+        )
+    accepted_by_metaxy = backend.metaxy_hash_algorithms
+    if accepted_by_metaxy is not None and algorithm.lower() not in accepted_by_metaxy:
+        notes += (
+            f"store '{name}': Metaxy's {backend.type} store refuses hash_algorithm "
+            f"'{algorithm.lower()}' (it accepts {', '.join(accepted_by_metaxy)}); "
+            "only mxd can continue this store",
+        )
     return StoreConfig(
         name=name,
-        type=kind,
+        type=backend.type,
         options=MappingProxyType(options),
         fallback_stores=tuple(fallbacks),
         hash_algorithm=algorithm.lower(),
+        warnings=notes,
     )
+
+
+def _metaxy_around(location: str | None) -> bool:
+    """Whether Metaxy is installed here, or the project's pyproject.toml depends on it."""
+    import importlib.util
+
+    if importlib.util.find_spec("metaxy") is not None:
+        return True
+    if not location:
+        return False
+    folder = Path(location.rsplit(":", 1)[0] if location[-1:].isdigit() else location).parent
+    pyproject = folder / "pyproject.toml"
+    try:
+        text = pyproject.read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"""["']metaxy[\[\]a-z,\s]*(?:[<>=~!].*)?["']""", text))
 
 
 def _default_store(

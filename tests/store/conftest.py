@@ -17,10 +17,8 @@ from mxd_cli.store import columns as c
 from mxd_cli.store.base import MetadataStore
 from mxd_cli.store.delta import DeltaStore
 from mxd_cli.store.duckdb import DuckDBStore
+from tests.golden import GOLDEN
 
-GOLDEN = Path(__file__).resolve().parents[3] / "shared" / "golden"
-if not GOLDEN.exists():  # CI clones the repo with shared/ beside it
-    GOLDEN = Path(__file__).resolve().parents[2].parent / "shared" / "golden"
 GOLDEN_STORES = GOLDEN / "stores"
 
 T0 = datetime(2025, 1, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)

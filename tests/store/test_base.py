@@ -111,15 +111,20 @@ def test_a_struct_gaining_a_field_keeps_it(store: MetadataStore, make_rows: Make
     assert by_field.field("summary").to_list() == [None, "summary-s2-v1"]
 
 
-def test_all_null_columns_get_a_concrete_type(store: MetadataStore, make_rows: MakeRows) -> None:
+def test_all_null_columns_do_not_fix_a_type(store: MetadataStore, make_rows: MakeRows) -> None:
+    # A first chunk whose column is all null leaves it out: the first values decide its type.
     store.append(RAW, make_rows(["s1"]).with_columns(pl.lit(None).alias("note")))
-    # An untyped null written into an existing timestamp column keeps the stored type.
-    store.append(RAW, make_rows(["s2"]).with_columns(pl.lit(None).alias(c.DELETED_AT)))
+    assert "note" not in physical(store).columns
+    store.append(RAW, make_rows(["s2"]).with_columns(pl.lit(1.5).alias("note")))
+    # An untyped null written into an existing column keeps the stored type.
+    store.append(RAW, make_rows(["s3"]).with_columns(pl.lit(None).alias(c.DELETED_AT)))
+    store.append(RAW, make_rows(["s4"]).with_columns(pl.lit(None).alias("note")))
 
-    got = physical(store)
-    assert got.schema["note"] == pl.String
+    got = physical(store).sort(ID)
+    assert got.schema["note"] == pl.Float64
+    assert got["note"].to_list() == [None, 1.5, None, None]
     assert got.schema[c.DELETED_AT] == c.TIMESTAMP
-    assert got[c.DELETED_AT].null_count() == 2
+    assert got[c.DELETED_AT].null_count() == 4
 
 
 def berlin_ns(frame: pl.DataFrame) -> pl.DataFrame:

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from mxd_cli.errors import StoreError
+from mxd_cli.errors import ConfigError, StoreError
 from mxd_cli.store import columns as c
 from mxd_cli.store.base import FEATURE_VERSIONS, RUNS
 from mxd_cli.store.delta import DeltaStore
@@ -72,22 +72,22 @@ def test_an_object_store_root_addresses_tables_without_listing() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({}, "store 'lake': 'root_path' is required"),
-        ({"root_path": "/x", "layout": "deep"}, "store 'lake': 'layout' must be"),
-        ({"root_path": "/x", "rootpath": "/y"}, "store 'lake': unknown Delta option 'rootpath'"),
-        ({"root_path": "/x", "storage_options": "k=v"}, "store 'lake': 'storage_options'"),
+        ({}, "store 'lake': the delta option 'root_path' is required"),
+        ({"root_path": "/x", "layout": "deep"}, "store 'lake': option 'layout' must be one of"),
+        ({"root_path": "/x", "rootpath": "/y"}, "store 'lake': unknown delta option 'rootpath'"),
+        ({"root_path": "/x", "storage_options": "k=v"}, "option 'storage_options' must be a"),
         ({"root_path": "/x", "storage_options": {"k": [1]}}, "storage_options.k must be"),
     ],
 )
 def test_invalid_options_name_the_store_and_option(
     options: dict[str, object], message: str
 ) -> None:
-    with pytest.raises(StoreError, match=message):
+    with pytest.raises(ConfigError, match=message):
         DeltaStore("lake", options)
 
 
 def test_an_unknown_option_suggests_the_close_one() -> None:
-    with pytest.raises(StoreError) as caught:
+    with pytest.raises(ConfigError) as caught:
         DeltaStore("lake", {"root_path": "/x", "storage_option": {}})
 
     assert caught.value.hint == "did you mean 'storage_options'?"

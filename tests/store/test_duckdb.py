@@ -37,7 +37,7 @@ HOLDER = textwrap.dedent(
 
 
 def test_an_in_memory_database_keeps_its_rows(make_rows: MakeRows) -> None:
-    with DuckDBStore("mem", {}) as store:
+    with DuckDBStore("mem", {"database": ":memory:"}) as store:
         store.append(RAW, make_rows(["s1", "s2"]))
 
         frame = store.read(RAW, ["sample_uid"])

@@ -1,22 +1,33 @@
 """The metadata store interface and the rules every backend shares.
 
-A store holds one append-only table per feature (Metaxy's format) plus system tables.
-Backends implement a handful of physical operations (scan, append, replace, list); the
-logical rules — which row of an id is current, soft deletes as tombstone copies — are
-written once here so both backends agree by construction.
+A store holds one append-only table per feature (Metaxy's format) plus system tables, and
+answers questions about them *where they live*: every backend exposes its tables to a SQL
+engine (:mod:`mxd_cli.store.sql_engine`) in which the engine layer runs its increment
+plans. Backends supply what is physical — table references, schemas, write marks and the
+rows written since one, appends, row deletes — and the logical rules (which row of an id
+is current, soft deletes as tombstone copies) are written once, here, as SQL.
+
+Small reads (system tables, tests) come back as Polars frames through :meth:`scan` and
+:meth:`read`; feature-sized work stays in the engine.
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
+import pyarrow as pa
+from sqlglot import exp
 
 from mxd_cli.store import columns as c
+
+if TYPE_CHECKING:
+    from mxd_cli.store.sql_engine import DuckDBEngine
 
 Table = tuple[str, ...]
 """A table address: a feature key's parts, or a system table's parts."""
@@ -28,7 +39,7 @@ OBSERVATIONS: Table = ("__mxd", "observations")
 CHECKPOINTS: Table = ("__mxd", "checkpoints")
 FEATURE_VERSIONS: Table = c.FEATURE_VERSIONS_KEY
 
-_ORDER_TS = "__mxd_order_ts"
+RANK = "__mxd_rank"
 
 
 def now_utc() -> datetime:
@@ -36,38 +47,94 @@ def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def latest_rows(
-    frame: pl.LazyFrame,
-    id_columns: Sequence[str],
-    *,
-    feature_version: str | None = None,
-    include_deleted: bool = False,
-) -> pl.LazyFrame:
-    """Current rows: per id the row with the greatest coalesce(deleted_at, updated_at).
+def q(name: str) -> exp.Identifier:
+    """A quoted identifier."""
+    return exp.to_identifier(name, quoted=True)
 
-    Rows are first restricted to ``feature_version`` (when given); tombstones (rows with
-    ``metaxy_deleted_at``) win over older rows and are then dropped unless asked for.
+
+def col(name: str, table: str | None = None) -> exp.Column:
+    return exp.Column(this=q(name), table=q(table) if table else None)
+
+
+def latest_rows(
+    source: exp.Expr,
+    id_columns: Sequence[str],
+    columns: Sequence[str],
+    *,
+    where: exp.Expr | None = None,
+    include_deleted: bool = False,
+    name: str = "__mxd",
+) -> exp.Select:
+    """Current rows of ``source`` (a table or subquery): per id the row with the greatest
+    ``coalesce(metaxy_deleted_at, metaxy_updated_at)``; tombstones win over older rows and
+    are then dropped unless asked for. ``where`` narrows the rows first (a feature
+    version, some ids). Only ``columns`` are kept (the choice needs ids and timestamps).
+
+    Most ids have a single row and pass straight through; only ids with several rows
+    (rewritten or tombstoned) go through the window that picks the latest, so a table is
+    not sorted as a whole. ``name`` prefixes the query's CTEs (unique per query).
     """
-    if feature_version is not None:
-        frame = frame.filter(pl.col(c.FEATURE_VERSION) == feature_version)
-    ids = list(id_columns)
-    order = pl.coalesce(pl.col(c.DELETED_AT), pl.col(c.UPDATED_AT))
-    frame = (
-        frame.with_columns(order.alias(_ORDER_TS))
-        .filter(pl.col(_ORDER_TS) == pl.col(_ORDER_TS).max().over(ids))
-        .unique(subset=ids, keep="any")
-        .drop(_ORDER_TS)
+    rows, several_ids = f"{name}_f", f"{name}_d"
+    ids = [col(k) for k in id_columns]
+    keep = list(dict.fromkeys([*columns]))
+    needed = list(dict.fromkeys([*id_columns, *keep, c.UPDATED_AT, c.DELETED_AT]))
+    base = exp.select(*(col(n) for n in needed)).from_(source, copy=False)
+    if where is not None:
+        base = base.where(where, copy=False)
+    several = (
+        exp.select(*ids)
+        .from_(rows, copy=False)
+        .group_by(*ids, copy=False)
+        .having(exp.func("count", exp.Star()) > 1, copy=False)
     )
-    if not include_deleted:
-        frame = frame.filter(pl.col(c.DELETED_AT).is_null())
-    return frame
+    alive = None if include_deleted else col(c.DELETED_AT).is_(exp.null())
+    single = (
+        exp.select(*(col(n) for n in keep))
+        .from_(rows, copy=False)
+        .join(several_ids, using=tuple(id_columns), join_type="left anti", copy=False)
+    )
+    if alive is not None:
+        single = single.where(alive.copy(), copy=False)
+    order = exp.Order(
+        expressions=[
+            exp.Ordered(this=exp.func("coalesce", col(c.DELETED_AT), col(c.UPDATED_AT)), desc=True)
+        ]
+    )
+    ranked = exp.select(
+        *(col(n) for n in needed),
+        exp.alias_(
+            exp.Window(this=exp.RowNumber(), partition_by=ids, order=order),
+            RANK,
+            quoted=True,
+            copy=False,
+        ),
+    ).from_(
+        exp.select("*")
+        .from_(rows, copy=False)
+        .join(several_ids, using=tuple(id_columns), join_type="left semi", copy=False)
+        .subquery(f"{name}_s", copy=False)
+    )
+    chosen = (
+        exp.select(*(col(n) for n in keep))
+        .from_(ranked.subquery(f"{name}_r", copy=False))
+        .where(col(RANK).eq(1), copy=False)
+    )
+    if alive is not None:
+        chosen = chosen.where(alive.copy(), copy=False)
+    union = exp.union(single, chosen, distinct=False, copy=False)
+    return (
+        exp.select("*")
+        .from_(union.subquery(f"{name}_latest", copy=False))
+        .with_(rows, as_=base, copy=False)
+        .with_(several_ids, as_=several, copy=False)
+    )
 
 
 class MetadataStore(abc.ABC):
     """A metadata store: one backend instance bound to one location.
 
-    ``read_only`` stores never create or change anything; reading a table that does not
-    exist gives ``None``.
+    ``read_only`` stores never create or change anything; a table that does not exist
+    reads as ``None``.
     """
 
     kind: str = "?"
@@ -75,19 +142,26 @@ class MetadataStore(abc.ABC):
     def __init__(self, name: str, *, read_only: bool = False) -> None:
         self.name = name
         self.read_only = read_only
+        #: Called before every write (a writer lock's ``check``): raising stops the write.
+        self.before_write: Callable[[], None] | None = None
 
-    # physical operations, per backend
+    # ---- the engine and the tables in it -----------------------------------------------
     @abc.abstractmethod
-    def scan(self, table: Table) -> pl.LazyFrame | None:
-        """Every physical row of a table (history included), or None when it does not exist."""
-
-    @abc.abstractmethod
-    def append(self, table: Table, frame: pl.DataFrame) -> None:
-        """Append rows atomically, matching columns by name; new columns are added."""
+    def engine(self) -> DuckDBEngine:
+        """The SQL engine this store's tables are queried in (opened on first use)."""
 
     @abc.abstractmethod
-    def replace(self, table: Table, frame: pl.DataFrame) -> None:
-        """Replace a table's rows atomically (used by hard deletes)."""
+    def ref(self, table: Table) -> exp.Table | None:
+        """How ``table`` is named in :meth:`engine` (None when it does not exist)."""
+
+    def bind(self, engine: DuckDBEngine, alias: str) -> Callable[[Table], exp.Table | None]:
+        """Make this store's tables visible, read-only, in another store's engine (for
+        fallback stores); returns the table-reference function there."""
+        raise NotImplementedError(f"a {self.kind} store cannot be read from {engine.location}")
+
+    @abc.abstractmethod
+    def schema(self, table: Table) -> pa.Schema | None:
+        """The columns and types of ``table`` (None when it does not exist)."""
 
     @abc.abstractmethod
     def physical_name(self, table: Table) -> str:
@@ -101,25 +175,71 @@ class MetadataStore(abc.ABC):
     def location(self) -> str:
         """Where the store lives (a path or URI), for messages."""
 
+    def has(self, table: Table) -> bool:
+        return self.ref(table) is not None
+
+    # ---- change tracking -----------------------------------------------------------------
+    def write_mark(self, table: Table) -> str | None:
+        """A cheap token that changes whenever the table's rows change ("" when the table
+        does not exist), or None when the backend cannot give one without reading rows."""
+        return None
+
+    def changed_since(self, table: Table, mark: str) -> exp.Expr | None:
+        """The rows written to ``table`` after ``mark`` was taken (a relation in the
+        engine), or None when the backend cannot tell exactly (the table was rewritten,
+        or rows came in out of order): callers then look at every row."""
+        return None
+
+    def rows_before(self, table: Table, mark: str) -> exp.Expr | None:
+        """The rows ``table`` held when ``mark`` was taken (a relation in the engine), where
+        :meth:`changed_since` can tell the later ones apart; else None."""
+        return None
+
+    # ---- writes --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def append(self, table: Table, data: pl.DataFrame | pa.Table) -> int:
+        """Append rows atomically (one commit), matching columns by name; new columns and
+        new struct fields are added. Returns the rows written."""
+
+    @abc.abstractmethod
+    def append_query(self, table: Table, query: exp.Expr) -> int:
+        """Append the rows of a query run in :meth:`engine` (they never leave it where the
+        backend can write from SQL). One commit; returns the rows written."""
+
+    @abc.abstractmethod
+    def delete_where(self, table: Table, condition: exp.Expr) -> int:
+        """Remove physically every row for which ``condition`` (SQL over the table's
+        columns) is true, atomically; returns how many went."""
+
+    @abc.abstractmethod
+    def replace(self, table: Table, frame: pl.DataFrame) -> None:
+        """Replace a table's rows atomically."""
+
+    def refresh(self, table: Table) -> None:  # noqa: B027 - optional for backends
+        """Forget what is cached about ``table`` after writing it."""
+
+    def check_writable(self) -> None:
+        from mxd_cli.errors import StoreError
+
+        if self.read_only:
+            raise StoreError(f"store {self.name!r} is open read-only")
+        if self.before_write is not None:
+            self.before_write()
+
+    # ---- lifecycle -----------------------------------------------------------------------
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
-        """Group operations (one connection for all of them, where the backend has one).
-
-        Keep sessions short in writers: readers in other processes wait while one is open.
-        """
+        """Group operations (kept for callers that batch work; engines stay open)."""
         yield
 
     def lock_path(self) -> Path | None:
         """Where the writer lock of this store lives (None: the backend cannot hold one)."""
         return None
 
-    def write_mark(self, table: Table) -> str | None:
-        """A cheap token that changes whenever the table's rows change ("" when the table
-        does not exist), or None when the backend cannot give one without reading rows.
-
-        Runs compare marks to skip features whose inputs did not change (see
-        :mod:`mxd_cli.engine.runs`)."""
-        return None
+    def yield_to_readers(self) -> bool:
+        """Let readers in other processes in, if any wait (at a commit boundary). True
+        when the engine was reopened: open result streams of it are gone."""
+        return False
 
     def close(self) -> None:  # noqa: B027 - optional for backends
         """Release resources; the store may not be used afterwards."""
@@ -130,9 +250,14 @@ class MetadataStore(abc.ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # logical operations, shared
-    def has(self, table: Table) -> bool:
-        return self.physical_name(table) in self.tables()
+    # ---- small reads, shared -------------------------------------------------------------
+    def scan(self, table: Table) -> pl.LazyFrame | None:
+        """Every physical row of a table (history included), or None when it does not
+        exist. For system tables and tests: it reads the whole table."""
+        ref = self.ref(table)
+        if ref is None:
+            return None
+        return self.engine().frame(exp.select("*").from_(ref, copy=False)).lazy()
 
     def read(
         self,
@@ -141,14 +266,25 @@ class MetadataStore(abc.ABC):
         *,
         feature_version: str | None = None,
         include_deleted: bool = False,
+        where: exp.Expr | None = None,
     ) -> pl.LazyFrame | None:
         """Current rows of a feature table (see :func:`latest_rows`), or None if absent."""
-        frame = self.scan(table)
-        if frame is None:
+        ref = self.ref(table)
+        if ref is None:
             return None
-        return latest_rows(
-            frame, id_columns, feature_version=feature_version, include_deleted=include_deleted
+        names = self.schema(table)
+        assert names is not None
+        columns = list(names.names)
+        if not {c.UPDATED_AT, c.DELETED_AT, *id_columns} <= set(columns):
+            return self.engine().frame(exp.select("*").from_(ref, copy=False)).lazy()
+        condition = where
+        if feature_version is not None:
+            version = col(c.FEATURE_VERSION).eq(exp.Literal.string(feature_version))
+            condition = version if condition is None else exp.and_(condition, version, copy=False)
+        query = latest_rows(
+            ref, id_columns, columns, where=condition, include_deleted=include_deleted
         )
+        return self.engine().frame(query).lazy()
 
     def soft_delete(
         self,
@@ -167,9 +303,8 @@ class MetadataStore(abc.ABC):
         """
         if rows.height == 0:
             return 0
-        stamp = at or now_utc()
         tombstones = rows.with_columns(
-            pl.lit(stamp, dtype=c.TIMESTAMP).alias(c.DELETED_AT),
+            pl.lit(at or now_utc(), dtype=c.TIMESTAMP).alias(c.DELETED_AT),
             pl.lit(feature_version, dtype=pl.String).alias(c.FEATURE_VERSION),
             pl.lit(project_version, dtype=pl.String).alias(c.PROJECT_VERSION),
             pl.lit(materialization_id, dtype=pl.String).alias(c.MATERIALIZATION_ID),
@@ -178,7 +313,8 @@ class MetadataStore(abc.ABC):
         return rows.height
 
     def hard_delete(self, table: Table, keep: pl.Expr) -> int:
-        """Remove physically every row for which ``keep`` is false; return how many went."""
+        """Remove physically every row for which ``keep`` is false (a Polars expression;
+        small tables). Feature-sized deletes use :meth:`delete_where`."""
         frame = self.scan(table)
         if frame is None:
             return 0
@@ -188,3 +324,33 @@ class MetadataStore(abc.ABC):
         if removed:
             self.replace(table, kept)
         return removed
+
+
+def tombstones(
+    source: exp.Expr,
+    columns: Sequence[str],
+    *,
+    feature_version: str,
+    project_version: str,
+    at: datetime,
+    materialization_id: str | None,
+) -> exp.Select:
+    """Tombstone copies of the rows of ``source``: every column kept but the deletion
+    stamp and the versions (as :meth:`MetadataStore.soft_delete`, in SQL)."""
+    stamped = {
+        c.DELETED_AT: exp.cast(exp.Literal.string(at.isoformat()), "TIMESTAMPTZ"),
+        c.FEATURE_VERSION: exp.Literal.string(feature_version),
+        c.PROJECT_VERSION: exp.Literal.string(project_version),
+        c.MATERIALIZATION_ID: (
+            exp.Literal.string(materialization_id)
+            if materialization_id is not None
+            else exp.cast(exp.null(), "VARCHAR")
+        ),
+    }
+    names = list(dict.fromkeys([*columns, *stamped]))
+    return exp.select(
+        *(
+            exp.alias_(stamped[n], n, quoted=True, copy=False) if n in stamped else col(n)
+            for n in names
+        )
+    ).from_(source, copy=False)

@@ -2,8 +2,13 @@
 
 The layout is Metaxy's: ``nested`` puts ``("demo", "raw")`` at ``demo/raw.delta``, ``flat``
 at ``demo__raw.delta``. Every append is one Delta commit that only adds files, so readers
-never see half a write and earlier files are never rewritten; a replace (hard delete) is
-one overwrite commit.
+never see half a write and earlier files are never rewritten; a hard delete is one
+overwrite commit.
+
+Queries run in an in-memory DuckDB that reads each table's current Parquet files where
+they lie (local folders natively, object storage through deltalake's Arrow dataset), so
+projections and filters reach the scans and joins spill to disk rather than fill memory.
+The rows written since a version are the files its later commits added.
 
 Behaviour of deltalake (1.6) this module relies on, each covered by a test:
 
@@ -18,20 +23,87 @@ Behaviour of deltalake (1.6) this module relies on, each covered by a test:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 import polars as pl
-from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import DeltaError, SchemaMismatchError, TableNotFoundError
+import pyarrow as pa
+from sqlglot import exp
 
-from mxd_cli.errors import StoreError, did_you_mean
+from mxd_cli.errors import ConfigError, StoreError
 from mxd_cli.store.base import MetadataStore, Table
+from mxd_cli.store.duckdb import FIXED_SETTINGS
+from mxd_cli.store.registry import Backend, Option, register
+from mxd_cli.store.sql_engine import DuckDBEngine
 
-_OPTIONS = ("root_path", "layout", "storage_options")
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
+
+
+def _check_options(store: str, options: Mapping[str, Any], where: Any) -> None:
+    root = options.get("root_path", "")
+    local = _local_folder(root)
+    if local is not None and os.path.isfile(local):
+        raise ConfigError(
+            f"store '{store}': root_path {local} is a file, not a folder",
+            hint="point root_path at a folder (it is created on the first write)",
+            location=where("root_path"),
+        )
+    for key, value in (options.get("storage_options") or {}).items():
+        if not isinstance(value, (str, int, float, bool)):
+            raise ConfigError(
+                f"store '{store}': storage_options.{key} must be a string, number or boolean",
+                location=where("storage_options"),
+            )
+
+
+BACKEND = register(
+    Backend(
+        type="delta",
+        aliases=(
+            "metaxy.ext.polars.handlers.delta.DeltaMetadataStore",
+            "metaxy.ext.polars.DeltaMetadataStore",
+            "metaxy.ext.delta.DeltaMetadataStore",
+            "metaxy.ext.delta.legacy_store.DeltaMetadataStore",
+            "metaxy.ext.metadata_stores.delta.DeltaMetadataStore",
+            "metaxy.metadata_store.delta.DeltaMetadataStore",
+        ),
+        options=(
+            Option(
+                "root_path",
+                "path",
+                "a folder (relative to the config file) or a URI like s3://bucket/x",
+                required=True,
+            ),
+            Option(
+                "layout",
+                "string",
+                "nested (demo/raw.delta) or flat (demo__raw.delta)",
+                choices=("nested", "flat"),
+            ),
+            Option("storage_options", "table", "object-store credentials and settings"),
+            Option(
+                "delta_write_options",
+                "table",
+                "",
+                unsupported="extra write_deltalake options",
+                default={},
+            ),
+            Option(
+                "versioning_engine",
+                "string",
+                "Metaxy's engine choice; mxd always computes inside the store",
+                choices=("auto", "native", "polars"),
+            ),
+        ),
+        opener="mxd_cli.store.delta:DeltaStore",
+        check=_check_options,
+    )
+)
+
 _LAYOUTS = ("nested", "flat")
 _SUFFIX = ".delta"
 _LOG_FOLDER = "_delta_log"
@@ -66,32 +138,56 @@ def _storage_options(name: str, raw: object) -> dict[str, str]:
     return options
 
 
-def _writable(frame: pl.DataFrame, stored: pl.Schema | None) -> pl.DataFrame:
+def _writable(frame: pl.DataFrame, stored: pa.Schema | None) -> pl.DataFrame:
     """Give columns types Delta stores the way the table (or Metaxy) expects.
 
-    All-null columns take the stored column's type (else String). Timestamps become
-    microseconds; a tz-aware one becomes UTC, or UTC wall-clock when the stored column is
-    naive (Metaxy's system tables); a naive one written into a tz-aware column is read as
-    UTC, the same rule DuckDB applies with its session time zone set to UTC.
+    An all-null column takes the stored column's type, or is left out until a chunk brings
+    values (Delta would store it as ``void``, and a first chunk's nulls must not fix the
+    type). Timestamps become microseconds; a tz-aware one becomes UTC, or UTC wall-clock
+    when the stored column is naive (Metaxy's system tables); a naive one written into a
+    tz-aware column is read as UTC, the rule DuckDB applies with its session zone in UTC.
     """
-    known = stored or pl.Schema()
+    known = {} if stored is None else {f.name: f.type for f in stored}
     fixes: list[pl.Expr] = []
+    dropped: list[str] = []
     for name, dtype in frame.schema.items():
         target = known.get(name)
         column = pl.col(name)
         if dtype == pl.Null:
-            fixes.append(column.cast(target or pl.String()))
+            if target is None:
+                dropped.append(name)
+            else:
+                fixes.append(column.cast(_polars_type(target)))
         elif isinstance(dtype, pl.Datetime):
+            naive_target = (
+                pa.types.is_timestamp(target) and target.tz is None if target is not None else False
+            )
+            aware_target = (
+                pa.types.is_timestamp(target) and target.tz is not None
+                if target is not None
+                else False
+            )
             if dtype.time_zone is not None and dtype.time_zone != "UTC":
                 column = column.dt.convert_time_zone("UTC")
-            if isinstance(target, pl.Datetime) and target.time_zone is None:
+            if naive_target and dtype.time_zone is not None:
                 column = column.dt.replace_time_zone(None)
-            elif isinstance(target, pl.Datetime) and dtype.time_zone is None:
+            elif aware_target and dtype.time_zone is None:
                 column = column.dt.replace_time_zone("UTC")
             if dtype.time_unit != "us":
                 column = column.dt.cast_time_unit("us")
             fixes.append(column)
+    frame = frame.drop(dropped) if dropped else frame
     return frame.with_columns(fixes) if fixes else frame
+
+
+def _polars_type(arrow_type: pa.DataType) -> pl.DataType:
+    series = pl.from_arrow(pa.array([], type=arrow_type))
+    assert isinstance(series, pl.Series)
+    return series.dtype
+
+
+def _view_name(table: Table) -> str:
+    return "__".join(table).replace("-", "_")
 
 
 class DeltaStore(MetadataStore):
@@ -107,34 +203,26 @@ class DeltaStore(MetadataStore):
 
     def __init__(self, name: str, options: Mapping[str, Any], *, read_only: bool = False) -> None:
         super().__init__(name, read_only=read_only)
-        for option in options:
-            if option not in _OPTIONS:
-                raise StoreError(
-                    f"store {name!r}: unknown Delta option {option!r}",
-                    hint=did_you_mean(option, _OPTIONS) or f"options: {', '.join(_OPTIONS)}",
-                )
-        root = options.get("root_path")
-        if not isinstance(root, str) or not root:
-            raise StoreError(
-                f"store {name!r}: 'root_path' is required (a folder or a URI like s3://bucket/x)"
-            )
-        layout = options.get("layout", "nested")
-        if layout not in _LAYOUTS:
-            raise StoreError(
-                f"store {name!r}: 'layout' must be 'nested' or 'flat', not {layout!r}",
-                hint=did_you_mean(str(layout), _LAYOUTS),
-            )
+        BACKEND.validate(name, options, lambda key: None)
+        root: str = options["root_path"]
+        layout: str = options.get("layout", "nested")
         self.root_path = root
-        self.layout: str = layout
+        self.layout = layout
         self.storage_options = _storage_options(name, options.get("storage_options"))
         self._local = _local_folder(root)
+        self._engine: DuckDBEngine | None = None
+        self._tables: dict[str, DeltaTable | None] = {}
+        self._views: dict[tuple[int, str], exp.Table] = {}
 
+    # ---- where it lives ----------------------------------------------------------------
     def location(self) -> str:
         return self.root_path
 
     def lock_path(self) -> Path | None:
         # Object stores have no atomic create-if-absent here: only local roots get a lock.
-        return None if self._local is None else Path(self._local) / ".mxd-writer.lock"
+        if self._local is None:
+            return None
+        return Path(os.path.realpath(self._local)) / ".mxd-writer.lock"
 
     def physical_name(self, table: Table) -> str:
         if self.layout == "flat":
@@ -165,64 +253,225 @@ class DeltaStore(MetadataStore):
             children.clear()  # a table's own folders hold data files, not tables
         return found
 
-    def has(self, table: Table) -> bool:
-        uri = self.table_uri(table)
-        return bool(DeltaTable.is_deltatable(uri, storage_options=self.storage_options))
+    # ---- tables in the engine ----------------------------------------------------------
+    def engine(self) -> DuckDBEngine:
+        if self._engine is None:
+            import duckdb
+
+            con = duckdb.connect(":memory:", config=dict(FIXED_SETTINGS))
+            con.execute("SET TimeZone = 'UTC'")
+            self._engine = DuckDBEngine(con, location=self.root_path)
+        return self._engine
 
     def _open(self, table: Table) -> DeltaTable | None:
-        uri = self.table_uri(table)
-        try:
-            return DeltaTable(uri, storage_options=self.storage_options)
-        except TableNotFoundError:
-            return None
-        except (DeltaError, OSError) as exc:
-            raise StoreError(f"cannot open Delta table {uri}: {exc}") from exc
+        name = self.physical_name(table)
+        if name not in self._tables:
+            from deltalake import DeltaTable
+            from deltalake.exceptions import DeltaError, TableNotFoundError
 
-    def scan(self, table: Table) -> pl.LazyFrame | None:
-        # Opening directly (rather than is_deltatable first) reads the log once, not twice.
+            uri = self.table_uri(table)
+            try:
+                self._tables[name] = DeltaTable(uri, storage_options=self.storage_options)
+            except TableNotFoundError:
+                self._tables[name] = None
+            except (DeltaError, OSError) as exc:
+                raise StoreError(f"cannot open Delta table {uri}: {exc}") from exc
+        return self._tables[name]
+
+    def has(self, table: Table) -> bool:
+        return self._open(table) is not None
+
+    def ref(self, table: Table) -> exp.Table | None:
+        return self._view(self.engine(), table, prefix="")
+
+    def bind(self, engine: DuckDBEngine, alias: str) -> Callable[[Table], exp.Table | None]:
+        return lambda table: self._view(engine, table, prefix=f"{alias}__")
+
+    def _view(self, engine: DuckDBEngine, table: Table, *, prefix: str) -> exp.Table | None:
+        """A view of the table's current files in ``engine`` (created on first use, again
+        after each write of this store)."""
         found = self._open(table)
         if found is None:
             return None
-        # Polars' native reader: lazy, with projection and predicate pushdown.
-        return pl.scan_delta(found)
+        slot = (id(engine), self.physical_name(table))
+        if slot not in self._views:
+            name = exp.to_table(f'"{prefix}{_view_name(table)}"', dialect="duckdb")
+            source = self._source(engine, found)
+            if prefix or "read_parquet(" not in source:
+                # A fallback's view, or one over a registered (connection-local) relation.
+                kind = "TEMP VIEW" if prefix else "VIEW"
+                engine.execute(f"CREATE OR REPLACE {kind} {engine.render(name)} AS {source}")
+            else:  # (on a cursor: ctx.read may ask while a chunk stream is open)
+                engine.side_execute(f"CREATE OR REPLACE VIEW {engine.render(name)} AS {source}")
+            self._views[slot] = name
+        return self._views[slot]
 
+    def _source(
+        self, engine: DuckDBEngine, found: DeltaTable, files: list[str] | None = None
+    ) -> str:
+        """SQL reading the table's current files (or ``files``)."""
+        protocol = found.protocol()
+        features = set(protocol.reader_features or ())
+        if "deletionVectors" in features or "columnMapping" in features:
+            raise StoreError(
+                f"Delta table {found.table_uri} uses {sorted(features)}, which mxd cannot read",
+                hint="rewrite the table without deletion vectors or column mapping",
+            )
+        uris = found.file_uris() if files is None else files
+        partitioned = bool(found.metadata().partition_columns)
+        if not uris:
+            empty = pa.Table.from_batches([], schema=pa.schema(found.schema()))
+            view = engine.register(empty, prefix="__mxd_empty")
+            return f"SELECT * FROM {engine.render(view)}"
+        if self._local is None or partitioned:
+            dataset = found.to_pyarrow_dataset()
+            view = engine.register(dataset, prefix="__mxd_delta")
+            return f"SELECT * FROM {engine.render(view)}"
+        missing = [u for u in uris if not os.path.exists(u)]
+        if missing:
+            raise StoreError(
+                f"Delta table {found.table_uri} is missing {len(missing)} data file(s), "
+                f"e.g. {missing[0]}",
+                hint="the table's log names files that are gone; restore them or the table",
+            )
+        listed = ", ".join(exp.Literal.string(u).sql("duckdb") for u in uris)
+        return f"SELECT * FROM read_parquet([{listed}], union_by_name = true)"
+
+    def schema(self, table: Table) -> pa.Schema | None:
+        found = self._open(table)
+        return None if found is None else pa.schema(found.schema())
+
+    def refresh(self, table: Table) -> None:
+        name = self.physical_name(table)
+        self._tables.pop(name, None)
+        for slot in [s for s in self._views if s[1] == name]:
+            del self._views[slot]
+
+    # ---- change tracking ---------------------------------------------------------------
     def write_mark(self, table: Table) -> str | None:
         # Every write is a new commit in the table's log: its version is the mark.
         found = self._open(table)
         return "" if found is None else str(found.version())
 
-    def append(self, table: Table, frame: pl.DataFrame) -> None:
-        self._check_writable()
+    def changed_since(self, table: Table, mark: str) -> exp.Expr | None:
         found = self._open(table)
-        stored = None if found is None else pl.scan_delta(found).collect_schema()
-        self._write(table, found, _writable(frame, stored), mode="append", schema_mode="merge")
+        ref = self.ref(table)
+        if mark == "":
+            return exp.select("*").from_(ref) if ref is not None else None
+        if found is None or ref is None or not mark.isdigit() or self._local is None:
+            return None
+        then = int(mark)
+        if then == found.version():
+            return exp.select("*").from_(ref).where(exp.false())
+        from deltalake import DeltaTable
+
+        try:
+            before = set(DeltaTable(self.table_uri(table), version=then).file_uris())
+        except Exception:  # the old version may have been vacuumed away
+            return None
+        now = found.file_uris()
+        if not before <= set(now):
+            return None  # files were removed since: the table was rewritten
+        added = [u for u in now if u not in before]
+        if not added:
+            return exp.select("*").from_(ref).where(exp.false())
+        source: exp.Expr = exp.maybe_parse(
+            self._source(self.engine(), found, added), dialect="duckdb"
+        )
+        assert isinstance(source, exp.Select)
+        return exp.select("*").from_(source.subquery("__mxd_added"))
+
+    def rows_before(self, table: Table, mark: str) -> exp.Expr | None:
+        found = self._open(table)
+        if found is None or not mark.isdigit() or self._local is None:
+            return None
+        from deltalake import DeltaTable
+
+        try:
+            before = DeltaTable(self.table_uri(table), version=int(mark))
+        except Exception:
+            return None
+        source: exp.Expr = exp.maybe_parse(self._source(self.engine(), before), dialect="duckdb")
+        assert isinstance(source, exp.Select)
+        return exp.select("*").from_(source.subquery("__mxd_before"))
+
+    # ---- writes ------------------------------------------------------------------------
+    def append(self, table: Table, data: pl.DataFrame | pa.Table) -> int:
+        self.check_writable()
+        frame = data if isinstance(data, pl.DataFrame) else pl.from_arrow(data)
+        assert isinstance(frame, pl.DataFrame)
+        if frame.height == 0:
+            return 0
+        found = self._open(table)
+        prepared = _writable(frame, self.schema(table))
+        self._write(table, found, prepared.to_arrow(), mode="append", schema_mode="merge")
+        return frame.height
+
+    def append_query(self, table: Table, query: exp.Expr) -> int:
+        self.check_writable()
+        engine = self.engine()
+        arrow = engine.arrow(query)
+        if arrow.num_rows == 0:
+            return 0
+        frame = pl.from_arrow(arrow)
+        assert isinstance(frame, pl.DataFrame)
+        return self.append(table, frame)
+
+    def delete_where(self, table: Table, condition: exp.Expr) -> int:
+        self.check_writable()
+        ref = self.ref(table)
+        found = self._open(table)
+        if ref is None or found is None:
+            return 0
+        engine = self.engine()
+        matched = exp.func("coalesce", exp.paren(condition), exp.false())
+        removed = engine.rows(
+            exp.select(
+                exp.Sum(
+                    this=exp.case()
+                    .when(matched, exp.Literal.number(1))
+                    .else_(exp.Literal.number(0))
+                )
+            ).from_(ref)
+        )[0][0]
+        if not removed:
+            return 0
+        kept = engine.arrow(exp.select("*").from_(ref).where(exp.not_(matched.copy())))
+        stored = self.schema(table)
+        if stored is not None:
+            kept = kept.select([n for n in stored.names if n in kept.column_names])
+        self._write(table, found, kept, mode="overwrite")
+        return int(removed)
 
     def replace(self, table: Table, frame: pl.DataFrame) -> None:
-        self._check_writable()
+        self.check_writable()
         found = self._open(table)
-        stored = None if found is None else pl.scan_delta(found).collect_schema()
+        stored = self.schema(table)
         data = _writable(frame, stored)
-        if stored is not None and dict(stored) == dict(data.schema):
+        if stored is not None and set(stored.names) == set(data.columns):
             # Same columns: keep the table's schema (and column order) untouched.
-            self._write(table, found, data.select(stored.names()), mode="overwrite")
+            self._write(table, found, data.select(stored.names).to_arrow(), mode="overwrite")
         else:
-            self._write(table, found, data, mode="overwrite", schema_mode="overwrite")
+            self._write(table, found, data.to_arrow(), mode="overwrite", schema_mode="overwrite")
 
     def _write(
         self,
         table: Table,
         found: DeltaTable | None,
-        data: pl.DataFrame,
+        data: pa.Table,
         *,
         mode: Literal["append", "overwrite"],
         schema_mode: Literal["merge", "overwrite"] | None = None,
     ) -> None:
         """One Delta commit; an open table is reused so the log is not read again."""
+        from deltalake import write_deltalake
+        from deltalake.exceptions import DeltaError, SchemaMismatchError
+
         uri = self.table_uri(table)
         try:
             write_deltalake(
                 found if found is not None else uri,
-                data.to_arrow(),
+                data,
                 mode=mode,
                 schema_mode=schema_mode,
                 storage_options=None if found is not None else self.storage_options,
@@ -238,7 +487,10 @@ class DeltaStore(MetadataStore):
             if type(exc) is not Exception and not isinstance(exc, (DeltaError, OSError)):
                 raise
             raise StoreError(f"cannot write Delta table {uri}: {exc}") from exc
+        finally:
+            self.refresh(table)
 
-    def _check_writable(self) -> None:
-        if self.read_only:
-            raise StoreError(f"store {self.name!r} is open read-only")
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None

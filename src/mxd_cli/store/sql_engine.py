@@ -1,0 +1,299 @@
+"""The SQL engine increments run in: a DuckDB connection, with mxd's hash functions.
+
+DuckDB stores run their queries in their own database file; Delta stores in an in-memory
+DuckDB that reads the tables' Parquet files where they lie (projection and filter pushdown
+into the scans, out-of-core joins); fallback stores are attached to the same connection, so
+one query can join a branch's features with its fallback's. Only what the caller fetches —
+counts, and the rows of a chunk handed to an asset — crosses into Python.
+
+Hashes: DuckDB computes md5 and sha256 itself (lowercase hex, as Metaxy). It has no xxhash
+or wyhash, so those run as vectorized Arrow UDFs over polars-hash (one call per DuckDB
+vector of 2,048 values, never a Python loop per row), registered on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+import polars_hash  # noqa: F401  (registers the .nchash expression namespace)
+import pyarrow as pa
+from sqlglot import exp
+
+from mxd_cli.errors import StoreError
+
+if TYPE_CHECKING:
+    import duckdb
+
+DIALECT = "duckdb"
+
+# Algorithm -> how DuckDB computes its digest text: a built-in function, or an Arrow UDF.
+_NATIVE = {"md5": "md5", "sha256": "sha256"}
+_UDF = {
+    "xxhash32": "mxd_xxhash32",
+    "xxhash64": "mxd_xxhash64",
+    "xxh3_64": "mxd_xxh3_64",
+    "wyhash": "mxd_wyhash",
+}
+_FINGERPRINT = ("mxd_fp_xxhash64", "mxd_fp_wyhash")
+
+
+def _digest_kernel(algorithm: str) -> Any:
+    expr = pl.col("v").nchash  # type: ignore[attr-defined]
+    digest = {
+        "xxhash32": expr.xxhash32(),
+        "xxhash64": expr.xxhash64(),
+        "xxh3_64": expr.xxh3_64(),
+        "wyhash": expr.wyhash(),
+    }[algorithm].cast(pl.String)
+
+    def kernel(values: pa.Array) -> pa.Array:
+        frame = pl.from_arrow(pa.table({"v": values}))
+        assert isinstance(frame, pl.DataFrame)
+        return frame.select(digest).to_series().to_arrow()
+
+    return kernel
+
+
+def _integer_kernel(algorithm: str) -> Any:
+    expr = pl.col("v").nchash  # type: ignore[attr-defined]
+    digest = (expr.xxhash64() if algorithm == "xxhash64" else expr.wyhash()).cast(pl.UInt64)
+
+    def kernel(values: pa.Array) -> pa.Array:
+        frame = pl.from_arrow(pa.table({"v": values}))
+        assert isinstance(frame, pl.DataFrame)
+        return frame.select(digest).to_series().to_arrow()
+
+    return kernel
+
+
+class DuckDBEngine:
+    """One DuckDB connection and what mxd registers on it.
+
+    Every query is built with sqlglot and rendered for DuckDB here; results are fetched
+    whole (counts, small tables) or as Arrow record batches (chunks).
+    """
+
+    dialect = DIALECT
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection, *, location: str) -> None:
+        self.con = connection
+        self.location = location
+        self._functions: set[str] = set()  # UDFs the queries built so far call
+        self._registered: set[str] = set()  # UDFs registered on the connection itself
+        self._names = 0
+        self.log = logging.getLogger("mxd.sql")
+
+    # SQL text
+    def render(self, query: exp.Expr | str) -> str:
+        return query if isinstance(query, str) else query.sql(dialect=DIALECT, identify=True)
+
+    # execution
+    def execute(self, query: exp.Expr | str, params: Sequence[Any] = ()) -> None:
+        self._run(query, params).fetchall()
+
+    def side_execute(self, query: exp.Expr | str) -> None:
+        """``execute`` on a cursor of its own (while a stream of the connection is open);
+        what it creates must live in the database, not among temporary objects."""
+        cursor = self.con.cursor()
+        try:
+            cursor.execute(self.render(query))
+        except _duckdb_error() as exc:
+            raise StoreError(f"{self.location}: {exc}") from exc
+        finally:
+            cursor.close()
+
+    def rows(self, query: exp.Expr | str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        result: list[tuple[Any, ...]] = self._run(query, params).fetchall()
+        return result
+
+    def arrow(self, query: exp.Expr | str, params: Sequence[Any] = ()) -> pa.Table:
+        sql = self.render(query)
+        self.log.debug("%s", sql)
+        self._ensure_functions(self.con)
+        try:
+            table: pa.Table = self.con.sql(sql, params=list(params) or None).to_arrow_table()
+        except _duckdb_error() as exc:
+            raise StoreError(f"{self.location}: {exc}") from exc
+        return table
+
+    def frame(self, query: exp.Expr | str, params: Sequence[Any] = ()) -> pl.DataFrame:
+        found = pl.from_arrow(self.arrow(query, params))
+        assert isinstance(found, pl.DataFrame)
+        return found
+
+    def batches(
+        self, query: exp.Expr | str, size: int, params: Sequence[Any] = ()
+    ) -> Iterator[pa.RecordBatch]:
+        """The result in record batches of ``size`` rows, streamed off the connection
+        (writes may go on meanwhile through a cursor of it; other reads must wait until
+        the stream is done)."""
+        sql = self.render(query)
+        self.log.debug("%s", sql)
+        self._ensure_functions(self.con)
+        reader = None
+        try:
+            relation = self.con.sql(sql, params=list(params) or None)
+            reader = relation.to_arrow_reader(size)
+            for batch in reader:
+                if batch.num_rows:
+                    yield batch
+        except _duckdb_error() as exc:
+            raise StoreError(f"{self.location}: {exc}") from exc
+        finally:
+            # A stream left half-read would block the connection's next query.
+            if reader is not None:
+                reader.close()
+
+    def side_arrow(self, query: exp.Expr | str) -> pa.Table:
+        """``arrow`` on a cursor of its own (see :meth:`side_frame`)."""
+        sql = self.render(query)
+        self._ensure_functions(self.con)
+        cursor = self.con.cursor()
+        try:
+            return cursor.sql(sql).to_arrow_table()
+        except _duckdb_error() as exc:
+            raise StoreError(f"{self.location}: {exc}") from exc
+        finally:
+            cursor.close()
+
+    def side_frame(self, query: exp.Expr | str) -> pl.DataFrame:
+        """A result fetched on a cursor of its own: usable while a stream of the
+        connection is open (the cursor sees tables and attached stores, not temporary
+        objects of the connection)."""
+        found = pl.from_arrow(self.side_arrow(query))
+        assert isinstance(found, pl.DataFrame)
+        return found
+
+    def _run(self, query: exp.Expr | str, params: Sequence[Any]) -> Any:
+        sql = self.render(query)
+        self.log.debug("%s", sql)
+        self._ensure_functions(self.con)
+        try:
+            return self.con.execute(sql, list(params))
+        except _duckdb_error() as exc:
+            raise StoreError(f"{self.location}: {exc}") from exc
+
+    # data from Python
+    def register(self, data: pa.Table | pl.DataFrame, prefix: str = "__mxd_data") -> exp.Table:
+        """Make an Arrow table (or Polars frame) queryable as a view; zero-copy."""
+        self._names += 1
+        name = f"{prefix}_{self._names}"
+        arrow = data.to_arrow() if isinstance(data, pl.DataFrame) else data
+        self.con.register(name, arrow)
+        return exp.to_table(name, quoted=True)
+
+    def unregister(self, table: exp.Table) -> None:
+        self.con.unregister(table.name)
+
+    def temp_table(self, columns: pa.Schema, prefix: str = "__mxd_stage") -> exp.Table:
+        """An empty temporary table with ``columns`` (dropped with the connection)."""
+        self._names += 1
+        name = exp.to_table(f"{prefix}_{self._names}", quoted=True)
+        empty = pa.Table.from_batches([], schema=columns)
+        self.con.register("__mxd_empty", empty)
+        try:
+            self.execute(f"CREATE TEMP TABLE {self.render(name)} AS SELECT * FROM __mxd_empty")
+        finally:
+            self.con.unregister("__mxd_empty")
+        return name
+
+    def materialize(self, query: exp.Expr, prefix: str = "__mxd_rows") -> exp.Table:
+        """The rows of ``query`` in a new temporary table (read several times, computed
+        once; DuckDB spills it to disk when it outgrows memory)."""
+        self._names += 1
+        name = exp.to_table(f"{prefix}_{self._names}", quoted=True)
+        self.execute(f"CREATE TEMP TABLE {self.render(name)} AS {self.render(query)}")
+        return name
+
+    def insert_arrow(self, table: exp.Table, data: pa.Table | pl.DataFrame) -> None:
+        """Append rows to a (temporary) table by column name; columns it lacks are added."""
+        view = self.register(data)
+        target = self.render(table)
+        try:
+            have = set(self.con.sql(f"SELECT * FROM {target} LIMIT 0").columns)
+            incoming = self.con.sql(f"SELECT * FROM {self.render(view)} LIMIT 0")
+            for name, dtype in zip(incoming.columns, incoming.types, strict=True):
+                if name not in have:
+                    column = exp.to_identifier(name, quoted=True).sql(DIALECT)
+                    self.execute(f"ALTER TABLE {target} ADD COLUMN {column} {dtype}")
+            self.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {self.render(view)}")
+        finally:
+            self.unregister(view)
+
+    def drop(self, table: exp.Table) -> None:
+        self.execute(f"DROP TABLE IF EXISTS {self.render(table)}")
+
+    # what differs between SQL engines
+    def struct(self, fields: Sequence[tuple[str, exp.Expr]]) -> exp.Expr:
+        """A struct with these named fields, in this order."""
+        return exp.Struct(
+            expressions=[
+                exp.PropertyEQ(this=exp.to_identifier(name, quoted=True), expression=value)
+                for name, value in fields
+            ]
+        )
+
+    def field(self, struct: exp.Expr, name: str) -> exp.Expr:
+        """One field of a struct column (NULL when the struct is NULL)."""
+        return exp.func("struct_extract", struct, exp.Literal.string(name))
+
+    def ordered_join(self, value: exp.Expr, order: Sequence[exp.Expr], separator: str) -> exp.Expr:
+        """``value`` of every row of a group, ordered, joined by ``separator`` (NULLs
+        skipped)."""
+        return exp.GroupConcat(
+            this=exp.Order(this=value, expressions=[exp.Ordered(this=o) for o in order]),
+            separator=exp.Literal.string(separator),
+        )
+
+    def prefix(self, text: exp.Expr, length: int) -> exp.Expr:
+        return exp.Substring(
+            this=text, start=exp.Literal.number(1), length=exp.Literal.number(length)
+        )
+
+    # hash functions
+    def hash_call(self, algorithm: str, text: exp.Expr) -> exp.Expr:
+        """The digest text of ``text`` (a VARCHAR expression) for ``algorithm``."""
+        if algorithm in _NATIVE:
+            return exp.func(_NATIVE[algorithm], text)
+        name = _UDF[algorithm]
+        self._functions.add(name)
+        return exp.Anonymous(this=name, expressions=[text])
+
+    def fingerprint_calls(self, text: exp.Expr) -> tuple[exp.Expr, exp.Expr]:
+        """Two stable 64-bit hashes of ``text`` (UBIGINT) for content fingerprints."""
+        self._functions.update(_FINGERPRINT)
+        return tuple(  # type: ignore[return-value]
+            exp.Anonymous(this=name, expressions=[text]) for name in _FINGERPRINT
+        )
+
+    def _ensure_functions(self, con: Any) -> None:
+        """Register the UDFs queries use (on the connection: its cursors share them)."""
+        done = self._registered
+        missing = self._functions - done
+        if not missing:
+            return
+        import duckdb
+
+        varchar, ubigint = duckdb.sqltypes.VARCHAR, duckdb.sqltypes.UBIGINT
+        for name in sorted(missing):
+            if name in _FINGERPRINT:
+                kernel = _integer_kernel("xxhash64" if "xxhash" in name else "wyhash")
+                returns = ubigint
+            else:
+                algorithm = next(a for a, n in _UDF.items() if n == name)
+                kernel, returns = _digest_kernel(algorithm), varchar
+            con.create_function(name, kernel, [varchar], returns, type="arrow", side_effects=False)
+        done |= missing
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def _duckdb_error() -> type[Exception]:
+    import duckdb
+
+    error: type[Exception] = duckdb.Error
+    return error
