@@ -1,4 +1,4 @@
-"""Load the golden vectors in ``../shared/golden`` and rebuild their graphs with mxd's API."""
+"""Load the golden vectors (a copy of ``../shared/golden`` in ``tests/data/golden``) and rebuild their graphs with mxd's API."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ import mxd_cli as mx
 from mxd_cli.definitions import Registry, collecting
 from mxd_cli.graph import FeatureGraph
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden"
-if not GOLDEN.exists():  # CI clones the repo with shared/ beside it
-    GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
+# A copy kept in the repo (tests/data/sync_golden.py refreshes it from ../shared/golden).
+GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
 
 SCENARIOS = sorted(p.stem for p in (GOLDEN / "scenarios").glob("*.json"))
 

@@ -10,42 +10,29 @@ from __future__ import annotations
 from mxd_cli import api
 from mxd_cli.definitions.asset import AssetContext
 from mxd_cli.engine.assets import root_samples
-from mxd_cli.engine.increment import resolve_increment
-from mxd_cli.engine.reader import CurrentRows
-from mxd_cli.engine.writer import FeatureWriter
 from mxd_cli.store import open_store
+from tests.engine_steps import Steps
 
 
 def run_step(project: api.Project, store: str | None = None) -> dict[str, int]:
     """Resolve and write every feature once; return rows written per feature."""
     config = project.config.store_config(store)
     written: dict[str, int] = {}
-    with open_store(config) as target, target.session():
-        reader = CurrentRows(target, project.graph, project.versions)
+    with open_store(config) as target:
+        steps = Steps(
+            target,
+            project.graph,
+            project.versions,
+            algorithm=config.hash_algorithm,
+            length=project.config.hash_truncation_length,
+            project=project.config.project,
+        )
         for key in project.graph.order:
             node = project.graph[key]
             samples = None
             if node.is_root:
                 ctx = AssetContext(key, run_id="test", project_dir=project.config.root)
                 samples = root_samples(project.registry.assets[key], ctx)
-            inc = resolve_increment(
-                node,
-                project.graph,
-                reader,
-                algorithm=config.hash_algorithm,
-                length=project.config.hash_truncation_length,
-                samples=samples,
-                own=reader.own,
-            )
-            writer = FeatureWriter(
-                target,
-                node,
-                project.versions,
-                project=project.config.project,
-                algorithm=config.hash_algorithm,
-                length=project.config.hash_truncation_length,
-            )
-            written[str(key)] = writer.write(inc.to_compute())
-            writer.soft_delete(inc.orphaned)
-            reader.forget(key)
+            increment = steps.resolve(key, samples)
+            written[str(key)] = steps.write(key, increment)
     return written

@@ -94,6 +94,22 @@ def clean(ctx, rows):
         return out.to_arrow()
     elif kind == "generator":
         return (part for part in out.iter_slices(1))
+    elif kind == "short":
+        out = out.head(max(0, out.height - 1))
+    elif kind == "empty":
+        out = out.clear()
+    elif kind == "case_dupe":
+        out = out.with_columns(pl.col("value").alias("VALUE"))
+    elif kind == "system_case":
+        out = out.with_columns(pl.lit("x").alias("Metaxy_Provenance"))
+    elif kind == "reserved":
+        out = out.with_columns(pl.lit("x").alias("metaxy_extra"))
+    elif kind == "mxd_column":
+        out = out.with_columns(pl.lit("x").alias("__mxd_note"))
+    elif kind == "empty_name":
+        out = out.with_columns(pl.lit("x").alias(""))
+    elif kind == "dict":
+        return out.to_dict(as_series=False)
     elif kind == "cutoff":
         out = out.with_columns(pl.struct(value=pl.lit("same")).alias(
             "metaxy_data_version_by_field"))

@@ -161,7 +161,7 @@ def test_cascade_through_a_renamed_dependency(project: api.Project, store: Metad
     # pricing reads reviews with rating renamed to review_rating; text_stats does not read it.
     chosen = plan(project, store, {"shop/reviews": ["rating < 4.0"]}, cascade=True)
     assert counts(chosen) == {"shop/reviews": 2, "shop/pricing": 2, "shop/ranking": 2}
-    assert sorted(chosen.features[0].rows["product_id"]) == ["p004", "p007"]
+    assert sorted(chosen.features[0].ids(store)["product_id"]) == ["p004", "p007"]
 
 
 def test_without_filter_every_current_row_matches(

@@ -16,15 +16,14 @@ import polars as pl
 import pytest
 
 from mxd_cli.definitions import FeatureKey
-from mxd_cli.engine.increment import Increment, resolve_increment
-from mxd_cli.engine.reader import CurrentRows
-from mxd_cli.engine.upstream import sample_key
-from mxd_cli.engine.writer import FeatureWriter
+from mxd_cli.engine.increment import Increment
+from mxd_cli.engine.plan import sample_key
 from mxd_cli.graph import FeatureGraph
 from mxd_cli.store.base import MetadataStore
 from mxd_cli.store.delta import DeltaStore
 from mxd_cli.store.duckdb import DuckDBStore
 from mxd_cli.versioning import GraphVersions
+from tests.engine_steps import Steps
 from tests.golden import SCENARIOS, build_graph, scenario
 
 # Columns that legitimately differ: mxd stamps its own project version, and Metaxy's join
@@ -103,14 +102,12 @@ def replay_step(
     checks = 0
     graph = build_graph(graphs[step["graph"]])
     versions = GraphVersions(graph, length)
-    reader = CurrentRows(store, graph, versions)
+    steps = Steps(store, graph, versions, algorithm=algorithm, length=length, project="golden")
     for key in graph.order:
         node = graph[key]
         label = f"{step['name']} {key}"
         samples = pl.DataFrame(step["inputs"][str(key)]) if node.is_root else None
-        inc: Increment = resolve_increment(
-            node, graph, reader, algorithm=algorithm, length=length, samples=samples
-        )
+        inc: Increment = steps.resolve(key, samples)
         want = step["features"][str(key)]
         skey = list(sample_key(node))
         for part in ("new", "stale", "orphaned"):
@@ -118,15 +115,12 @@ def replay_step(
             checks += 1
         for part in ("new", "stale"):
             checks += assert_rows(f"{label} {part}", want[f"{part}_rows"], getattr(inc, part), skey)
-        writer = FeatureWriter(
-            store, node, versions, project="golden", algorithm=algorithm, length=length
-        )
-        writer.write(expand_children(inc.to_compute(), graph, key))
-        writer.soft_delete(inc.orphaned)
-        reader.forget(key)
+        steps.write(key, inc, expand_children(inc.to_compute(), graph, key))
     for feature, stored in step["stored_after"].items():
         key = FeatureKey.parse(feature)
-        current = reader(key)
+        current = store.read(
+            key.parts, graph[key].spec.id_columns, feature_version=versions.feature_version(key)
+        )
         assert current is not None
         frame = current.collect()
         checks += assert_rows(

@@ -9,14 +9,12 @@ import polars as pl
 import pytest
 
 from mxd_cli.definitions import FeatureKey
-from mxd_cli.engine.increment import resolve_increment
-from mxd_cli.engine.reader import CurrentRows
-from mxd_cli.engine.writer import FeatureWriter
 from mxd_cli.store.base import FEATURE_VERSIONS, MetadataStore
 from mxd_cli.store.delta import DeltaStore
 from mxd_cli.store.duckdb import DuckDBStore
 from mxd_cli.versioning import GraphVersions
 from tests.engine.test_golden_replay import replay_step
+from tests.engine_steps import Steps
 from tests.golden import GOLDEN, build_graph, scenario
 from tests.store.conftest import _stores_json, polars_dtype
 
@@ -46,20 +44,19 @@ def test_mxd_continues_a_metaxy_store(backend: str, tmp_path: Path) -> None:
     graph = build_graph(CHAIN["graphs"]["v1"])
     versions = GraphVersions(graph)
     with copy_golden(backend, tmp_path) as store:
-        reader = CurrentRows(store, graph, versions)
+        steps = Steps(store, graph, versions, project="golden")
         samples = pl.DataFrame(STEP_A["inputs"]["demo/raw"])
-        raw = resolve_increment(
-            graph[RAW], graph, reader, algorithm="xxhash32", length=8, samples=samples
-        )
-        assert raw.counts() == {"stored": 4, "new": 0, "stale": 0, "orphaned": 0, "unchanged": 4}
-        clean = resolve_increment(graph[CLEAN], graph, reader, algorithm="xxhash32", length=8)
-        assert clean.counts() == {"stored": 3, "new": 1, "stale": 0, "orphaned": 0, "unchanged": 3}
+        raw = steps.resolve(RAW, samples)
+        assert raw.counts == {"stored": 4, "new": 0, "stale": 0, "orphaned": 0, "unchanged": 4}
+        clean = steps.resolve(CLEAN)
+        assert clean.counts == {"stored": 3, "new": 1, "stale": 0, "orphaned": 0, "unchanged": 3}
         assert clean.new["sample_uid"].to_list() == ["s2"]
-        FeatureWriter(
-            store, graph[CLEAN], versions, project="golden", algorithm="xxhash32", length=8
-        ).write(clean.to_compute())
-        reader.forget(CLEAN)
-        current = reader(CLEAN)
+        steps.write(CLEAN, clean)
+        current = store.read(
+            CLEAN.parts,
+            graph[CLEAN].spec.id_columns,
+            feature_version=versions.feature_version(CLEAN),
+        )
         assert current is not None
         rows = {r["sample_uid"]: r for r in current.collect().to_dicts()}
         assert sorted(rows) == ["s1", "s2", "s3", "s4"]
@@ -70,7 +67,7 @@ def test_mxd_continues_a_metaxy_store(backend: str, tmp_path: Path) -> None:
             assert row["metaxy_data_version_by_field"] == by_field
             assert row["metaxy_feature_version"] == "8c0e1404"
             assert row["path"] == f"/data/{sample}.mp4"
-        again = resolve_increment(graph[CLEAN], graph, reader, algorithm="xxhash32", length=8)
+        again = steps.resolve(CLEAN)
         assert not again.pending
         # The rows Metaxy wrote are untouched: 5 physical rows plus mxd's one.
         physical = store.scan(CLEAN.parts)
@@ -108,11 +105,13 @@ def test_mxd_writes_metaxys_table_names_columns_and_types(backend: str, tmp_path
         # As the golden store was built: soft-delete one sample of demo/clean.
         graph = build_graph(CHAIN["graphs"]["v1"])
         versions = GraphVersions(graph)
-        current = CurrentRows(store, graph, versions)(CLEAN)
-        assert current is not None
-        writer = FeatureWriter(
-            store, graph[CLEAN], versions, project="golden", algorithm="xxhash32", length=8
+        current = store.read(
+            CLEAN.parts,
+            graph[CLEAN].spec.id_columns,
+            feature_version=versions.feature_version(CLEAN),
         )
+        assert current is not None
+        writer = Steps(store, graph, versions, project="golden").writer(CLEAN)
         writer.soft_delete(current.filter(pl.col("sample_uid") == "s2").collect())
         assert store.tables() == set(GOLDEN_TABLES[backend].values())
         for table, name in GOLDEN_TABLES[backend].items():

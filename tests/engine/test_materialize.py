@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from mxd_cli import api
-from mxd_cli.engine.materialize import RunOptions
+from mxd_cli.engine.results import RunOptions
 from mxd_cli.store import open_store
 from tests.cli.test_definitions import mxd
 from tests.engine import materialize_project as mp
@@ -231,7 +231,10 @@ def test_filter_keys_sample_and_partition(duck: Path) -> None:
 
     code, first = run(duck, "--sample", "2", "--seed", "7", "demo/clean", "--dry-run")
     code, second = run(duck, "--sample", "2", "--seed", "7", "demo/clean", "--dry-run")
-    assert counts(first, "written") == counts(second, "written") == {"demo/clean": (2,)}
+    # --sample picks root samples (2 of raw's, as stored) and follows them: clean's dep
+    # filter keeps what it keeps of those two, the same ones in every run.
+    assert counts(first, "written") == counts(second, "written")
+    assert 1 <= counts(first, "written")["demo/clean"][0] <= 2
 
     code, report = run(duck, "--partition", "grp=a", "demo/raw")
     assert code == 0

@@ -10,12 +10,19 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+import mxd_cli as mx
 from mxd_cli import api
+from mxd_cli.definitions import Registry, collecting
 from mxd_cli.definitions.keys import FeatureKey
 from mxd_cli.engine.observation import Content, Observation, content_of
+from mxd_cli.engine.plan import HashSettings
+from mxd_cli.engine.session import Session
+from mxd_cli.graph import FeatureGraph, FeatureNode
 from mxd_cli.store import OBSERVATIONS, open_store
 from mxd_cli.store import columns as c
+from mxd_cli.store.duckdb import DuckDBStore
 from mxd_cli.store.lock import WriterLock
+from mxd_cli.versioning import GraphVersions
 from tests import populated
 from tests.conftest import CHAIN
 from tests.populated import BACKENDS, clone
@@ -38,8 +45,31 @@ def frame(
     )
 
 
-def content(df: pl.DataFrame) -> Content:
-    return content_of(df.lazy(), df.lazy(), ["id"])
+def _session(df: pl.DataFrame | None) -> tuple[Session, FeatureNode]:
+    """An in-memory store holding ``df`` as the current rows of one feature."""
+    registry = Registry()
+    with collecting(registry):
+
+        class Thing(mx.BaseFeature, spec=mx.FeatureSpec(key="a/b", id_columns=["id"])):
+            pass
+
+    graph = FeatureGraph(registry.features.values())
+    versions = GraphVersions(graph)
+    key = FeatureKey.parse("a/b")
+    store = DuckDBStore("t", {"database": ":memory:"})
+    if df is not None:
+        stamped = df.with_columns(pl.lit(versions.feature_version(key)).alias(c.FEATURE_VERSION))
+        store.append(key.parts, stamped)
+    session = Session(graph, versions, store, hashing=HashSettings("xxhash32", 8), project="t")
+    return session, graph[key]
+
+
+def content(df: pl.DataFrame | None) -> Content:
+    session, node = _session(df)
+    try:
+        return content_of(session, node)
+    finally:
+        session.store.close()
 
 
 # A fixed frame and its fingerprint: pins the recipe across processes and library versions.
@@ -96,7 +126,7 @@ def test_data_version_is_the_mean_creation_time() -> None:
 
 
 def test_nothing_stored_is_empty() -> None:
-    got = content_of(None, None, ["id"])
+    got = content(None)
     assert (got.rows, got.data_version, got.last_written_at) == (0, "empty", None)
     empty = content(PINNED.clear())
     assert (empty.rows, empty.data_version, empty.fingerprint) == (0, "empty", got.fingerprint)
@@ -104,7 +134,7 @@ def test_nothing_stored_is_empty() -> None:
 
 def test_changed_compares_with_the_previous_fingerprint() -> None:
     seen = Observation(FeatureKey.parse("a/b"), "fv", content(PINNED))
-    empty = Observation(FeatureKey.parse("a/b"), "fv", content_of(None, None, ["id"]))
+    empty = Observation(FeatureKey.parse("a/b"), "fv", content(None))
     assert seen.with_previous(None).changed  # first look at data
     assert not empty.with_previous(None).changed  # first look at nothing
     assert not seen.with_previous(PINNED_FINGERPRINT).changed
@@ -152,21 +182,12 @@ def test_features_without_assets_are_observed(make_project) -> None:  # type: ig
     root = make_project(CHAIN)
     project = api.Project.load(cwd=root)
     raw = FeatureKey.parse("demo/raw")
-    from mxd_cli.engine.increment import resolve_increment
-    from mxd_cli.engine.reader import CurrentRows
-    from mxd_cli.engine.writer import FeatureWriter
+    from tests.engine_steps import Steps
 
     with open_store(project.config.store_config()) as store:
-        reader = CurrentRows(store, project.graph, project.versions)
+        steps = Steps(store, project.graph, project.versions)
         samples = pl.DataFrame({"id": [1, 2, 3], "value": ["A", "B", "C"]})
-        inc = resolve_increment(
-            project.graph[raw], project.graph, reader, algorithm="xxhash32", length=8,
-            samples=samples,
-        )  # fmt: skip
-        FeatureWriter(
-            store, project.graph[raw], project.versions, project="t", algorithm="xxhash32",
-            length=8,
-        ).write(inc.to_compute())  # fmt: skip
+        steps.write(raw, steps.resolve(raw, samples))
     report = {f["feature"]: f for f in api.observe(project)["features"]}
     assert report["demo/raw"]["rows"] == 3
     assert report["demo/raw"]["behind"] == {"new": 0, "stale": 0, "orphaned": 0}

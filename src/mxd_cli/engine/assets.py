@@ -5,7 +5,7 @@ Assets may return (or yield) Polars, pandas or Arrow frames; narwhals reads them
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import narwhals as nw
@@ -44,6 +44,14 @@ def frames_of(result: Any, asset: AssetDefinition) -> list[pl.DataFrame]:
         )
     if _is_table(result):
         return [to_polars(result, asset)]
+    if isinstance(result, (Mapping, str, bytes)):
+        kind = "a dict" if isinstance(result, Mapping) else type(result).__name__
+        raise AssetError(
+            f"asset {asset.name!r} of {asset.feature} returned {kind}",
+            hint="return a Polars, pandas or Arrow table (pl.DataFrame(...) of a dict of "
+            "columns), or yield several",
+            location=str(asset.origin),
+        )
     if isinstance(result, Iterable):
         return [to_polars(part, asset) for part in result]
     return [to_polars(result, asset)]
@@ -57,6 +65,27 @@ def _is_table(obj: Any) -> bool:
     except TypeError:
         return False
     return True
+
+
+def call_raw(asset: AssetDefinition, ctx: AssetContext, *args: Any) -> Any:
+    """Call an asset and return what it returned (anything it raises becomes an
+    AssetError naming it; None is refused)."""
+    try:
+        result = asset.fn(ctx, *args)
+    except MxdError:
+        raise
+    except Exception as exc:
+        raise AssetError(
+            f"asset {asset.name!r} of {asset.feature} raised {type(exc).__name__}: {exc}",
+            location=str(asset.origin),
+        ) from exc
+    if result is None:
+        raise AssetError(
+            f"asset {asset.name!r} of {asset.feature} returned None",
+            hint="return the rows (an empty frame when there are none)",
+            location=str(asset.origin),
+        )
+    return result
 
 
 def call_asset(asset: AssetDefinition, ctx: AssetContext, *args: Any) -> list[pl.DataFrame]:

@@ -1,19 +1,20 @@
 """Deleting samples: plan which current rows match (and what derives from them), then write.
 
-A plan is computed from the store as it is, and filters apply after the latest-row choice.
-A soft delete considers the current rows of each named feature at its current feature
-version (the latest row per id, tombstones dropped). A hard delete purges history, so it
-considers the latest row of every id the table holds — under any feature version, and
-soft-deleted ones too (a tombstone keeps the user columns): soft-deleting rows and later
-hard-deleting with the same filter, or ``--all``, leaves nothing of them behind.
+A plan is computed from the store as it is, in its engine, and filters apply after the
+latest-row choice. A soft delete considers the current rows of each named feature at its
+current feature version (the latest row per id, tombstones dropped). A hard delete purges
+history, so it considers the latest row of every id the table holds — under any feature
+version, and soft-deleted ones too (a tombstone keeps the user columns): soft-deleting rows
+and later hard-deleting with the same filter, or ``--all``, leaves nothing of them behind.
 ``cascade`` follows the graph downstream in topological order: a downstream row is derived
 from a matched sample when its dependency's join key — the downstream id columns for
 identity lineage, the lineage's ``on`` columns for aggregation and expansion — equals the
 matched sample's (after the dependency's ``rename``).
 
-Executing is one store operation per feature, so each feature's delete is all or nothing:
-a soft delete appends one batch of tombstones; a hard delete rewrites the table once
-without any row (any version, any history) of the matched ids.
+The matched ids of each feature are kept in a temporary table of the engine; executing is
+one store operation per feature, so each feature's delete is all or nothing: a soft delete
+appends one batch of tombstones (written from SQL); a hard delete removes every row (any
+version, any history) of the matched ids in one commit.
 """
 
 from __future__ import annotations
@@ -24,36 +25,35 @@ from datetime import datetime
 from typing import Literal
 
 import polars as pl
+import pyarrow as pa
+from sqlglot import exp
 
 from mxd_cli.definitions.keys import FeatureKey
 from mxd_cli.definitions.spec import FeatureDep
 from mxd_cli.engine.filters import Filter, parse_filters
+from mxd_cli.engine.restrictions import types_of
+from mxd_cli.engine.sql import alias, col, in_keys, lit
 from mxd_cli.graph import FeatureGraph, FeatureNode
 from mxd_cli.store import columns as c
-from mxd_cli.store.base import MetadataStore, now_utc
+from mxd_cli.store.base import MetadataStore, latest_rows, now_utc, tombstones
 from mxd_cli.versioning import GraphVersions
 
 Mode = Literal["soft", "hard"]
 
 
-def filter_columns(
-    node: FeatureNode, store: MetadataStore
-) -> Mapping[str, pl.DataType] | list[str]:
-    """The columns a filter on ``node`` may name: the stored schema (with its types), or,
-    for a feature not stored yet, the declared ids and columns plus the system columns."""
-    stored = store.scan(node.key.parts)
-    if stored is not None:
-        return dict(stored.collect_schema())
-    return [*node.spec.id_columns, *node.definition.columns, *c.SYSTEM_COLUMNS]
-
-
 def parse_feature_filters(
     node: FeatureNode, texts: Sequence[str], store: MetadataStore
 ) -> Filter | None:
-    """Check ``texts`` against the feature's columns (a FilterError names any problem)."""
+    """Check ``texts`` against the feature's stored columns and their types (or, for a
+    feature not stored yet, its declared ids and columns); a FilterError names any problem."""
     if not texts:
         return None
-    return parse_filters(list(texts), filter_columns(node, store))
+    schema = store.schema(node.key.parts)
+    if schema is not None:
+        return parse_filters(list(texts), types_of(schema))
+    return parse_filters(
+        list(texts), [*node.spec.id_columns, *node.definition.columns, *c.SYSTEM_COLUMNS]
+    )
 
 
 @dataclass(frozen=True)
@@ -62,17 +62,18 @@ class FeatureDeletion:
 
     feature: FeatureKey
     id_columns: tuple[str, ...]
-    rows: pl.DataFrame  # the matched current rows, one per id
+    matched: int  # samples (distinct ids)
     targeted: bool  # named on the command line (else reached by the cascade)
     cascade_from: tuple[FeatureKey, ...] = ()  # upstreams whose matched samples it derives from
     physical_rows: int = 0  # rows a hard delete removes (every version and history row)
+    keys: exp.Table | None = None  # the matched ids, in a temporary table of the engine
+    columns: tuple[str, ...] = ()  # the table's columns
 
-    @property
-    def matched(self) -> int:
-        return self.rows.height
-
-    def ids(self) -> pl.DataFrame:
-        return self.rows.select(self.id_columns).unique()
+    def ids(self, store: MetadataStore) -> pl.DataFrame:
+        """The matched ids (from ``store``'s engine, where the plan was made)."""
+        if self.keys is None:
+            return pl.DataFrame()
+        return store.engine().frame(exp.select("*").from_(self.keys))
 
 
 @dataclass(frozen=True)
@@ -81,22 +82,18 @@ class DeletionPlan:
     features: list[FeatureDeletion] = field(default_factory=list)
 
 
-def _id_match(ids: pl.DataFrame, id_columns: Sequence[str]) -> pl.Expr:
-    """True for rows whose ids are among ``ids`` (one expression, any number of id columns)."""
-    wanted = ids.select(pl.struct(list(id_columns)).alias("__ids")).to_series().implode()
-    return pl.struct(list(id_columns)).is_in(wanted)
-
-
 def _candidates(
-    store: MetadataStore, node: FeatureNode, versions: GraphVersions, mode: Mode
-) -> pl.LazyFrame | None:
+    store: MetadataStore, node: FeatureNode, versions: GraphVersions, mode: Mode, columns: list[str]
+) -> exp.Select | None:
     """The latest row per id a delete chooses from (see the module docstring)."""
-    if mode == "hard":
-        return store.read(node.key.parts, node.spec.id_columns, include_deleted=True)
-    return store.read(
-        node.key.parts,
-        node.spec.id_columns,
-        feature_version=versions.feature_version(node.key),
+    ref = store.ref(node.key.parts)
+    if ref is None:
+        return None
+    where = None
+    if mode == "soft":
+        where = col(c.FEATURE_VERSION).eq(lit(versions.feature_version(node.key)))
+    return latest_rows(
+        ref, node.spec.id_columns, columns, where=where, include_deleted=mode == "hard"
     )
 
 
@@ -113,6 +110,7 @@ def plan_deletion(
 
     ``targets`` maps each named feature to its filter (None: every current row).
     """
+    engine = store.engine()
     involved = set(targets)
     if cascade:
         for key in targets:
@@ -120,25 +118,75 @@ def plan_deletion(
     matched: dict[FeatureKey, FeatureDeletion] = {}
     for key in (k for k in graph.order if k in involved):
         node = graph[key]
-        current = _candidates(store, node, versions, mode)
-        rows: pl.DataFrame = pl.DataFrame()
+        schema = store.schema(key.parts)
+        columns = [] if schema is None else list(schema.names)
+        current = None if schema is None else _candidates(store, node, versions, mode, columns)
+        ids = list(node.spec.id_columns)
+        picks: list[exp.Select] = []
         via: tuple[FeatureKey, ...] = ()
         if current is not None:
-            picks, via = _derived(node, current, matched) if cascade else ([], ())
+            if cascade:
+                picks, via = _derived(node, current, columns, matched)
             if key in targets:
                 flt = targets[key]
-                picks.insert(0, current if flt is None else current.filter(flt.to_polars()))
-            if picks:
-                ids = list(node.spec.id_columns)
-                chosen = pl.concat(picks).unique(subset=ids, keep="any", maintain_order=True)
-                rows = chosen.collect()
+                chosen = exp.select(*(col(k) for k in ids)).from_(
+                    current.subquery("__mxd_cur", copy=False)
+                )
+                if flt is not None:
+                    chosen = chosen.where(flt.to_sqlglot(), copy=False)
+                picks.insert(0, chosen)
+        found = 0
         physical = 0
-        if mode == "hard" and rows.height:
-            physical = _physical_rows(store, node, rows)
+        keys_table = None
+        if picks:
+            union: exp.Query = picks[0]
+            for pick in picks[1:]:
+                union = exp.union(union, pick, distinct=False, copy=False)
+            distinct = (
+                exp.select(*(col(k) for k in ids))
+                .from_(union.subquery("__mxd_u", copy=False))
+                .distinct(copy=False)
+            )
+            keys_table = _keep(engine, distinct)
+            found = int(
+                engine.rows(
+                    exp.select(exp.func("count", exp.Star())).from_(keys_table, copy=False)
+                )[0][0]
+            )
+            if mode == "hard" and found:
+                ref = store.ref(key.parts)
+                assert ref is not None
+                physical = int(
+                    engine.rows(
+                        exp.select(exp.func("count", exp.Star()))
+                        .from_(ref, copy=False)
+                        .where(in_keys(ids, keys_table), copy=False)
+                    )[0][0]
+                )
         matched[key] = FeatureDeletion(
-            key, node.spec.id_columns, rows, key in targets, via, physical
+            key,
+            node.spec.id_columns,
+            found,
+            key in targets,
+            via,
+            physical,
+            keys_table,
+            tuple(columns),
         )
     return DeletionPlan(mode, [matched[k] for k in graph.order if k in matched])
+
+
+def _keep(engine: object, query: exp.Select) -> exp.Table:
+    """Materialize ``query`` in a temporary table (the plan reads it several times)."""
+    from mxd_cli.store.sql_engine import DuckDBEngine
+
+    assert isinstance(engine, DuckDBEngine)
+    schema = engine.arrow(
+        exp.select("*").from_(query.subquery("__mxd_k", copy=False)).limit(0, copy=False)
+    ).schema
+    table = engine.temp_table(schema, prefix="__mxd_deleted")
+    engine.execute(f"INSERT INTO {engine.render(table)} {engine.render(query)}")
+    return table
 
 
 def _shared_key(node: FeatureNode, dep: FeatureDep) -> list[str]:
@@ -149,35 +197,33 @@ def _shared_key(node: FeatureNode, dep: FeatureDep) -> list[str]:
 
 def _derived(
     node: FeatureNode,
-    current: pl.LazyFrame,
+    current: exp.Select,
+    columns: Sequence[str],
     matched: Mapping[FeatureKey, FeatureDeletion],
-) -> tuple[list[pl.LazyFrame], tuple[FeatureKey, ...]]:
-    """Current rows of a downstream feature derived from samples matched upstream, per dep."""
-    schema = current.collect_schema()
-    picks: list[pl.LazyFrame] = []
+) -> tuple[list[exp.Select], tuple[FeatureKey, ...]]:
+    """Ids of a downstream feature's current rows derived from samples matched upstream."""
+    picks: list[exp.Select] = []
     via: list[FeatureKey] = []
+    ids = list(node.spec.id_columns)
     for dep in node.spec.deps:
         source = matched.get(dep.feature)
-        if source is None or source.matched == 0:
+        if source is None or source.matched == 0 or source.keys is None:
             continue
-        upstream = source.rows.rename(dict(dep.rename or {}), strict=False)
-        key = [k for k in _shared_key(node, dep) if k in upstream.columns and k in schema]
+        rename = dict(dep.rename or {})
+        upstream = {rename.get(k, k): k for k in source.id_columns}
+        key = [k for k in _shared_key(node, dep) if k in upstream and k in columns]
         if not key:
             continue
-        keys = upstream.select([pl.col(k).cast(schema[k]) for k in key]).unique()
-        picks.append(current.join(keys.lazy(), on=key, how="semi"))
+        theirs = exp.select(*(alias(col(upstream[k]), k) for k in key)).from_(
+            source.keys, copy=False
+        )
+        picks.append(
+            exp.select(*(col(k) for k in ids))
+            .from_(current.subquery("__mxd_cur", copy=False))
+            .where(in_keys(key, theirs.subquery("__mxd_up", copy=False)))
+        )
         via.append(dep.feature)
     return picks, tuple(via)
-
-
-def _physical_rows(store: MetadataStore, node: FeatureNode, rows: pl.DataFrame) -> int:
-    everything = store.scan(node.key.parts)
-    if everything is None:
-        return 0
-    ids = rows.select(node.spec.id_columns).unique()
-    match = _id_match(ids, node.spec.id_columns)
-    count: int = everything.filter(match).select(pl.len()).collect().item()
-    return count
 
 
 @dataclass(frozen=True)
@@ -198,25 +244,54 @@ def execute_deletion(
     *,
     at: datetime | None = None,
 ) -> list[DeletionResult]:
-    """Write a plan: one append (soft) or one rewrite (hard) per feature, in plan order."""
+    """Write a plan: one append (soft) or one delete (hard) per feature, in plan order."""
     stamp = at or now_utc()
     results = []
     for item in plan.features:
-        if item.matched == 0:
+        if item.matched == 0 or item.keys is None:
             results.append(DeletionResult(item.feature, 0, 0, 0))
             continue
         table = item.feature.parts
+        ids = list(item.id_columns)
         if plan.mode == "soft":
-            written = store.soft_delete(
+            ref = store.ref(table)
+            assert ref is not None
+            node_columns = list(item.columns)
+            current = latest_rows(
+                ref,
+                ids,
+                node_columns,
+                where=col(c.FEATURE_VERSION).eq(lit(versions.feature_version(item.feature))),
+            )
+            rows = (
+                exp.select("*")
+                .from_(current.subquery("__mxd_cur", copy=False))
+                .where(in_keys(ids, item.keys), copy=False)
+            )
+            written = store.append_query(
                 table,
-                item.rows,
-                feature_version=versions.feature_version(item.feature),
-                project_version=versions.project_version,
-                at=stamp,
+                tombstones(
+                    rows.subquery("__mxd_gone", copy=False),
+                    node_columns,
+                    feature_version=versions.feature_version(item.feature),
+                    project_version=versions.project_version,
+                    at=stamp,
+                    materialization_id=None,
+                ),
             )
             results.append(DeletionResult(item.feature, item.matched, written, written))
         else:
-            keep = ~_id_match(item.ids(), item.id_columns)
-            removed = store.hard_delete(table, keep)
+            removed = store.delete_where(table, in_keys(ids, item.keys))
             results.append(DeletionResult(item.feature, item.matched, item.matched, removed))
+        store.refresh(table)
     return results
+
+
+__all__ = [
+    "DeletionPlan",
+    "DeletionResult",
+    "FeatureDeletion",
+    "execute_deletion",
+    "pa",
+    "plan_deletion",
+]

@@ -4,159 +4,338 @@
 with a different ``metaxy_provenance``; ``orphaned``: stored but no longer expected. A
 feature-version change therefore makes every sample new (nothing is compared across
 versions), exactly as Metaxy does.
+
+An increment is a set of queries (:class:`~mxd_cli.engine.plan.Compare`) and the counts
+one aggregate over them gave; rows are fetched only when asked for — in record batches of
+a chunk's size when an asset runs on them.
+
+**Work proportional to what changed.** When a feature's last complete run left a
+checkpoint (its feature version, the write marks of its own and its upstreams' tables, and
+how many samples it held), only the samples touched since are resolved: the sample keys
+of the upstream rows written or tombstoned since their marks, and of the feature's own rows
+written since its mark (a crash, a delete). Every other sample is exactly as at the
+checkpoint — stored, and unchanged — so the totals follow from the checkpoint's count and
+the touched samples' before and after. The answer is the full resolve's, by construction
+(and by the property tests); when a store cannot tell exactly which rows are new since a
+mark (a rewritten table), everything is resolved.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import polars as pl
+import pyarrow as pa
+from sqlglot import exp
 
 from mxd_cli.definitions.keys import FeatureKey
-from mxd_cli.engine.provenance import with_root_provenance
-from mxd_cli.engine.upstream import ReadCurrent, expected_samples, sample_key
+from mxd_cli.engine.plan import (
+    CHANGE,
+    Compare,
+    ExpectedPlan,
+    TableSource,
+    current_rows,
+    expected_rows,
+    narrowed,
+    sample_key,
+)
+from mxd_cli.engine.restrictions import FeatureRestriction
+from mxd_cli.engine.session import Session
+from mxd_cli.engine.sql import alias, and_all, col, in_keys, lit
 from mxd_cli.errors import AssetError
-from mxd_cli.graph import FeatureGraph, FeatureNode
+from mxd_cli.graph import FeatureNode
 from mxd_cli.store import columns as c
 
-_STORED = "__mxd_stored_provenance"
+COUNTS = ("new", "stale", "orphaned", "unchanged", "stored")
+
+# Narrowing pays while the touched samples are a small part of the feature.
+_NARROW_LIMIT = 0.25
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """What a feature's last complete run left: the marks it was computed from."""
+
+    own: str  # write mark of the feature's own table
+    upstream: Mapping[FeatureKey, tuple[str, str]]  # (store name, write mark) per upstream
+    stored: int  # samples held then (all of them up to date)
+
+
+@dataclass
 class Increment:
-    """The work a feature needs: frames of new, stale and orphaned samples, and counts."""
+    """The work a feature needs: counts, and the queries that give its rows."""
 
     feature: FeatureKey
     key_columns: tuple[str, ...]
-    new: pl.DataFrame
-    stale: pl.DataFrame
-    orphaned: pl.DataFrame
-    unchanged: int
-    stored: int
-
-    def counts(self) -> dict[str, int]:
-        return {
-            "stored": self.stored,
-            "new": _distinct(self.new, self.key_columns),
-            "stale": _distinct(self.stale, self.key_columns),
-            "orphaned": _distinct(self.orphaned, self.key_columns),
-            "unchanged": self.unchanged,
-        }
+    compare: Compare
+    counts: dict[str, int]
+    session: Session
+    narrowed: int | None = None  # samples resolved when narrowed to the changed ones
+    columns: list[str] = field(default_factory=list)  # columns of the expected rows
+    #: Aggregation deps' rows before grouping (what an N:1 asset computes from).
+    members: dict[int, exp.Select] = field(default_factory=dict)
+    _rows: pl.DataFrame | None = field(default=None, repr=False)
 
     @property
     def pending(self) -> bool:
-        return bool(self.new.height or self.stale.height or self.orphaned.height)
+        return bool(self.counts["new"] or self.counts["stale"] or self.counts["orphaned"])
+
+    @property
+    def to_write(self) -> int:
+        return self.counts["new"] + self.counts["stale"]
+
+    def batches(self, size: int, after: Sequence[object] | None = None) -> Iterator[pa.RecordBatch]:
+        """New and stale rows in sample-key order, ``size`` rows per batch (the chunks an
+        asset gets); ``after``: resume behind this sample key."""
+        query = self.compare.to_compute(after)
+        if query is None:
+            return iter(())
+        return self.session.engine.batches(query, size)
 
     def to_compute(self) -> pl.DataFrame:
-        """New and stale samples together: what the asset must (re)compute."""
-        return pl.concat([self.new, self.stale], how="diagonal_relaxed")
+        """New and stale rows together (``__mxd_change`` says which): for tests and small
+        features — runs fetch :meth:`batches`. Fetched once."""
+        if self._rows is None:
+            query = self.compare.to_compute()
+            self._rows = pl.DataFrame() if query is None else self.session.engine.frame(query)
+        return self._rows
+
+    def part(self, which: str) -> pl.DataFrame:
+        """The rows of ``new``, ``stale`` or ``orphaned`` samples (tests, small features)."""
+        if which == "orphaned":
+            query = self.compare.orphans()
+            return pl.DataFrame() if query is None else self.session.engine.frame(query)
+        rows = self.to_compute()
+        if rows.height == 0:
+            return rows
+        return rows.filter(pl.col(CHANGE) == which).drop(CHANGE)
+
+    @property
+    def new(self) -> pl.DataFrame:
+        return self.part("new")
+
+    @property
+    def stale(self) -> pl.DataFrame:
+        return self.part("stale")
+
+    @property
+    def orphaned(self) -> pl.DataFrame:
+        return self.part("orphaned")
 
 
-def _distinct(frame: pl.DataFrame, key: Sequence[str]) -> int:
-    return frame.select(key).n_unique() if frame.height else 0
-
-
-def resolve_increment(
-    node: FeatureNode,
-    graph: FeatureGraph,
-    read: ReadCurrent,
+def resolve(
+    session: Session,
+    key: FeatureKey,
     *,
-    algorithm: str,
-    length: int,
-    samples: pl.LazyFrame | pl.DataFrame | None = None,
-    restrict: pl.Expr | None = None,
-    own: ReadCurrent | None = None,
+    samples: TableSource | None = None,
+    restrict: FeatureRestriction | None = None,
     full: bool = False,
+    baseline: Baseline | None = None,
 ) -> Increment:
     """Compare what a feature should hold with what its store holds.
 
-    Root features need ``samples`` (every current sample, as the asset returns them);
-    downstream features read their upstreams through ``read``, which returns a feature's
-    current rows at its current feature version (or None when it has none). ``restrict``
-    limits the comparison to some samples (partitions, --filter, --keys): samples outside it
-    are neither expected nor orphaned. ``own`` reads the feature's own current rows when
-    they must come from elsewhere than ``read`` (the target store, not its fallbacks).
-    ``full``: every stored sample counts as stale (recompute everything).
+    Root features need ``samples`` (every current sample, staged in the engine with its
+    provenance); downstream features read their upstreams. ``restrict`` limits the
+    comparison to a slice of the samples: samples outside it are neither expected nor
+    orphaned. ``full``: every stored sample counts as stale. ``baseline``: the feature's
+    checkpoint, so that only what changed since is resolved.
     """
-    key = list(sample_key(node))
+    node = session.graph[key]
+    skey = list(sample_key(node))
+    touched: exp.Expr | None = None
+    if baseline is not None and not node.is_root and restrict is None and not full:
+        touched = _touched(session, node, skey, baseline)
+    expected = _expected(session, node, samples, touched)
+    query = expected.query if expected is not None else None
+    if query is not None and restrict is not None:
+        query = (
+            exp.select("*")
+            .from_(query.subquery("__mxd_all", copy=False))
+            .where(restrict.expected.copy(), copy=False)
+        )
+    if query is not None and not node.is_root:
+        # Counted, streamed and diffed: computed (joined, hashed) once.
+        query = exp.select("*").from_(session.keep(key, query, "__mxd_expected"))
+    own = session.locate(key, own=True)
+    current = own_rows = None
+    if own is not None:
+        conditions: list[exp.Expr | None] = []
+        if touched is not None:
+            own = narrowed(
+                own,
+                list(own.schema.names),
+                in_keys(skey, touched),
+                lambda q, prefix: session.keep(key, q, prefix),
+            )
+        if restrict is not None and restrict.current is not None:
+            conditions.append(restrict.current.copy())
+        elif restrict is not None:
+            # The table lacks the columns: its samples in the slice are those expected there.
+            inside = (
+                exp.select(*(col(k) for k in skey)).from_(query.subquery("__mxd_in", copy=False))
+                if query is not None
+                else None
+            )
+            conditions.append(
+                exp.false()
+                if inside is None
+                else in_keys(skey, inside.subquery("__mxd_inside", copy=False))
+            )
+        condition = and_all(conditions)
+        extra = restrict.columns if restrict is not None else ()
+        wanted = list(dict.fromkeys([*skey, c.PROVENANCE, *extra]))
+        version = session.feature_version(key)
+        current = current_rows(own, node.spec.id_columns, version, wanted, where=condition)
+        if tuple(skey) != node.spec.id_columns:
+            # Expansion: stored rows are children; any provenance among them stands for
+            # the sample (they all carry the parent's).
+            current = (
+                exp.select(
+                    *(col(k) for k in skey),
+                    alias(exp.func("max", col(c.PROVENANCE)), c.PROVENANCE),
+                )
+                .from_(current.subquery("__mxd_children", copy=False))
+                .group_by(*(col(k) for k in skey), copy=False)
+            )
+        own_rows = current_rows(
+            own,
+            node.spec.id_columns,
+            version,
+            list(own.schema.names),
+            where=None if condition is None else condition.copy(),
+            name="__mxd_o",
+        )
+    compare = Compare(tuple(skey), query, current, own_rows, full=full)
+    row = session.engine.rows(compare.counts())[0]
+    counts = {name: int(value or 0) for name, value in zip(COUNTS, row, strict=True)}
+    resolved_on = None
+    if touched is not None:
+        assert baseline is not None
+        resolved_on = counts["stored"] + counts["new"]
+        before = _stored_before(session, node, skey, baseline, touched)
+        counts["stored"] += baseline.stored - before
+        counts["unchanged"] += baseline.stored - before
+    return Increment(
+        key,
+        tuple(skey),
+        compare,
+        counts,
+        session,
+        narrowed=resolved_on,
+        columns=[] if expected is None else list(expected.columns),
+        members={} if expected is None else dict(expected.members),
+    )
+
+
+def _expected(
+    session: Session,
+    node: FeatureNode,
+    samples: TableSource | None,
+    touched: exp.Expr | None,
+) -> ExpectedPlan | None:
     if node.is_root:
         if samples is None:
             raise AssetError(f"{node.key} is a root feature: resolving it needs its samples")
-        expected: pl.LazyFrame | None = with_root_provenance(
-            samples.lazy(), node, algorithm, length
-        )
-    else:
-        expected = expected_samples(node, graph, read, algorithm, length)
-    current = (own or read)(node.key)
-    if restrict is not None:
-        expected = None if expected is None else expected.filter(restrict)
-        current = None if current is None else current.filter(restrict)
-    collapse = tuple(key) != node.spec.id_columns
-    return compare(node.key, tuple(key), expected, current, collapse=collapse, full=full)
+        query = exp.select("*").from_(samples.ref, copy=False)
+        return ExpectedPlan(query, list(samples.schema.names))
+    return expected_rows(
+        node,
+        session.graph,
+        session.locate,
+        session.feature_version,
+        session.engine,
+        session.hashing,
+        touched=touched,
+        keep=lambda query, prefix: session.keep(node.key, query, prefix),
+    )
 
 
-def compare(
-    feature: FeatureKey,
-    key: tuple[str, ...],
-    expected: pl.LazyFrame | None,
-    current: pl.LazyFrame | None,
-    *,
-    collapse: bool = False,
-    full: bool = False,
-) -> Increment:
-    """Split expected samples against current rows (both lazy; collected together here).
-
-    ``collapse``: stored rows are children of the samples (expansion lineage), so several
-    rows share one sample key; any non-null provenance among them stands for the sample.
-    """
-    keys = list(key)
-    if current is None:
-        if expected is None:
-            empty = pl.DataFrame()
-            return Increment(feature, key, empty, empty, empty, 0, 0)
-        new = expected.collect()
-        return Increment(feature, key, new, new.clear(), pl.DataFrame(), 0, 0)
-    stored = current.select(*keys, pl.col(c.PROVENANCE).alias(_STORED))
-    if collapse:
-        stored = stored.group_by(keys).agg(pl.col(_STORED).drop_nulls().first())
-    if expected is None:
-        orphaned = current.collect()
-        count = stored_rows(orphaned, keys, collapse).height
-        return Increment(feature, key, pl.DataFrame(), pl.DataFrame(), orphaned, 0, count)
-    _check_key_types(feature, keys, expected, stored)
-    # Each side is computed once (a lazy plan shared by several outputs would be recomputed
-    # for each), then split eagerly.
-    want, have = pl.collect_all([expected, current])
-    stored_df = stored_rows(have, keys, collapse)
-    matched = want.join(stored_df, on=keys, how="left", coalesce=True)
-    present = pl.col(_STORED).is_not_null()
-    differs = present if full else present & (pl.col(_STORED) != pl.col(c.PROVENANCE))
-    new = matched.filter(~present).drop(_STORED)
-    stale = matched.filter(differs).drop(_STORED)
-    unchanged = matched.filter(present & ~differs).select(keys).unique().height
-    orphaned = have.join(want.select(keys).unique(), on=keys, how="anti")
-    return Increment(feature, key, new, stale, orphaned, unchanged, stored_df.height)
-
-
-def stored_rows(current: pl.DataFrame, keys: list[str], collapse: bool) -> pl.DataFrame:
-    """Sample keys with their stored provenance (one row per sample)."""
-    stored = current.select(*keys, pl.col(c.PROVENANCE).alias(_STORED))
-    if collapse:
-        stored = stored.group_by(keys).agg(pl.col(_STORED).drop_nulls().first())
-    return stored
-
-
-def _check_key_types(
-    feature: FeatureKey, keys: list[str], expected: pl.LazyFrame, stored: pl.LazyFrame
-) -> None:
-    want, have = expected.collect_schema(), stored.collect_schema()
-    for k in keys:
-        if k not in want:
-            raise AssetError(f"{feature}: expected samples lack the id column {k!r}")
-        if want[k] != have[k]:
-            raise AssetError(
-                f"{feature}: id column {k!r} is {want[k]} in the new samples but {have[k]} "
-                "in the store",
-                hint="return ids of the same type as before, or rebuild the feature",
+def _touched(
+    session: Session, node: FeatureNode, skey: Sequence[str], baseline: Baseline
+) -> exp.Expr | None:
+    """Sample keys touched since the baseline (a query), or None to resolve everything."""
+    store = session.store
+    parts: list[exp.Select] = []
+    for dep in node.spec.deps:
+        holder = session.holder(dep.feature)
+        then = baseline.upstream.get(dep.feature)
+        if holder is not store or then is None or then[0] != store.name:
+            return None  # a fallback's rows cannot be diffed in this engine
+        changed = store.changed_since(dep.feature.parts, then[1])
+        if changed is None:
+            return None
+        inverse = {new: old for old, new in (dep.rename or {}).items()}
+        up_ids = session.graph[dep.feature].spec.id_columns
+        sources = [inverse.get(k, k) for k in skey]
+        if any(s not in up_ids for s in sources):
+            return None
+        parts.append(
+            exp.select(*(alias(col(s), k) for s, k in zip(sources, skey, strict=True))).from_(
+                _relation(changed, "__mxd_changed"), copy=False
             )
+        )
+    own = store.changed_since(node.key.parts, baseline.own)
+    if own is None:
+        return None
+    parts.append(
+        exp.select(*(col(k) for k in skey)).from_(_relation(own, "__mxd_own_changed"), copy=False)
+    )
+    union: exp.Expr = parts[0]
+    for part in parts[1:]:
+        union = exp.union(union, part, distinct=False, copy=False)
+    keys = (
+        exp.select(*(col(k) for k in skey))
+        .from_(_relation(union, "__mxd_t"), copy=False)
+        .distinct(copy=False)
+    )
+    table = session.keep(node.key, keys, "__mxd_touched")
+    count = session.engine.rows(exp.select(exp.func("count", exp.Star())).from_(table))[0][0]
+    if baseline.stored and count > _NARROW_LIMIT * baseline.stored:
+        return None  # most samples changed: one full pass is cheaper
+    return table
+
+
+def _stored_before(
+    session: Session,
+    node: FeatureNode,
+    skey: Sequence[str],
+    baseline: Baseline,
+    touched: exp.Expr,
+) -> int:
+    """How many touched samples the feature held at the baseline."""
+    own = session.locate(node.key, own=True)
+    if own is None or baseline.own == "":  # ("": the table did not exist then)
+        return 0
+    before = session.store.rows_before(node.key.parts, baseline.own)
+    if before is None:  # (changed_since answered for this mark, so this cannot be)
+        raise AssertionError("rows before a mark are unknown")
+    source = TableSource(_relation(before, "__mxd_before"), own.schema, own.store)
+    rows = current_rows(
+        source,
+        node.spec.id_columns,
+        session.feature_version(node.key),
+        list(skey),
+        where=in_keys(list(skey), touched),
+        name="__mxd_b",
+    )
+    distinct = (
+        exp.select(*(col(k) for k in skey))
+        .from_(rows.subquery("__mxd_bk", copy=False))
+        .distinct(copy=False)
+    )
+    found = session.engine.rows(
+        exp.select(exp.func("count", exp.Star())).from_(distinct.subquery("__mxd_bd", copy=False))
+    )
+    return int(found[0][0])
+
+
+def _relation(query: exp.Expr, name: str) -> exp.Expr:
+    """``query`` as something to select from."""
+    if isinstance(query, (exp.Table, exp.Subquery)):
+        return query
+    assert isinstance(query, exp.Query)
+    return query.subquery(name, copy=False)
+
+
+__all__ = ["COUNTS", "Baseline", "Increment", "lit", "resolve"]

@@ -14,26 +14,30 @@ last write time and how far the feature is behind its upstreams.
 ``changed``: the fingerprint differs from the previous observation of the feature in this
 store; with no previous observation, the feature is changed when it holds rows (a sensor's
 first look at data counts as news, an empty table does not).
+
+Everything is counted in the store's engine (one aggregate per feature); a table whose
+write mark is the one its last observation recorded is not read at all: its content is
+the recorded one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-import polars_hash  # noqa: F401  (registers the .nchash expression namespace)
+from sqlglot import exp
 
-from mxd_cli.definitions.asset import AssetContext, AssetDefinition
+from mxd_cli.definitions.asset import AssetDefinition
 from mxd_cli.definitions.keys import FeatureKey
-from mxd_cli.engine.assets import root_samples
-from mxd_cli.engine.increment import resolve_increment
-from mxd_cli.engine.upstream import ReadCurrent
+from mxd_cli.engine.plan import current_rows
+from mxd_cli.engine.session import Session
+from mxd_cli.engine.sql import alias, col, concat_ws, lit
 from mxd_cli.errors import AssetError
-from mxd_cli.graph import FeatureGraph, FeatureNode
+from mxd_cli.graph import FeatureNode
 from mxd_cli.store import columns as c
 from mxd_cli.store.base import OBSERVATIONS, MetadataStore
 
@@ -56,6 +60,7 @@ OBSERVATIONS_SCHEMA: dict[str, pl.DataType] = {
     "behind_new": pl.Int64(),
     "behind_stale": pl.Int64(),
     "behind_orphaned": pl.Int64(),
+    "write_mark": pl.String(),
 }
 
 
@@ -69,45 +74,77 @@ class Content:
     last_written_at: datetime | None
 
 
-def _sample_text(id_columns: Sequence[str], schema: Mapping[str, pl.DataType]) -> pl.Expr:
-    """``id=value|...|dv=<metaxy_data_version>`` per row (names keep columns apart)."""
-    parts = [pl.lit(f"{k}=") + pl.col(k).cast(pl.String).fill_null("\x00") for k in id_columns]
-    version = pl.col(c.DATA_VERSION) if c.DATA_VERSION in schema else pl.lit(None, pl.String)
-    parts.append(pl.lit("dv=") + version.cast(pl.String).fill_null("\x00"))
-    return pl.concat_str(parts, separator="|")
-
-
-def content_of(
-    current: pl.LazyFrame | None, history: pl.LazyFrame | None, id_columns: Sequence[str]
-) -> Content:
-    """Row count, data versions and last write of a feature (one pass over each frame)."""
-    last: datetime | None = None
-    if history is not None:
-        names = history.collect_schema().names()
-        stamps = [pl.col(n).max() for n in (c.UPDATED_AT, c.DELETED_AT) if n in names]
-        if stamps:
-            last = history.select(pl.max_horizontal(stamps)).collect().item()
-    if current is None:
-        return Content(0, EMPTY, _render(0, 0, 0, 0), last)
-    schema = current.collect_schema()
-    text = _sample_text(id_columns, schema)
-    hashes = {
-        "a": text.nchash.xxhash64(),  # type: ignore[attr-defined]
-        "b": text.nchash.wyhash(),  # type: ignore[attr-defined]
-    }
-    sums = [
-        expr
-        for name, h in hashes.items()
-        for expr in ((h // _HALF).sum().alias(f"{name}_hi"), (h % _HALF).sum().alias(f"{name}_lo"))
+def content_of(session: Session, node: FeatureNode, where: exp.Expr | None = None) -> Content:
+    """Row count, data versions and last write of a feature (one aggregate in the engine
+    over its current rows, one over its history); ``where`` narrows both (a partition)."""
+    own = session.locate(node.key, own=True)
+    if own is None:
+        return Content(0, EMPTY, _render(0, 0, 0, 0), None)
+    engine = session.engine
+    names = set(own.schema.names)
+    stamps = [col(n) for n in (c.UPDATED_AT, c.DELETED_AT) if n in names]
+    last = None
+    if stamps:
+        latest = exp.func("greatest", *stamps) if len(stamps) > 1 else stamps[0]
+        history = exp.select(exp.func("max", latest)).from_(own.ref, copy=False)
+        if where is not None:
+            history = history.where(where.copy(), copy=False)
+        last = engine.rows(history)[0][0]
+    ids = list(node.spec.id_columns)
+    wanted = [*ids, c.DATA_VERSION, c.CREATED_AT]
+    columns = [*wanted, *(n for n in _columns(where) if n not in wanted)]
+    rows = current_rows(own, ids, session.feature_version(node.key), columns, where=where)
+    null = exp.func("chr", lit(0))
+    parts = [
+        exp.DPipe(
+            this=lit(f"{k}="), expression=exp.func("coalesce", exp.cast(col(k), "VARCHAR"), null)
+        )
+        for k in ids
     ]
-    created = pl.col(c.CREATED_AT).mean() if c.CREATED_AT in schema else pl.lit(None, c.TIMESTAMP)
-    stats = current.select(pl.len().alias("rows"), created.alias("mean"), *sums).collect()
-    row = stats.row(0, named=True)
-    rows = int(row["rows"])
-    mean = row["mean"]
-    data_version = EMPTY if rows == 0 or mean is None else _iso(mean)
-    fingerprint = _render(row["a_hi"] or 0, row["a_lo"] or 0, row["b_hi"] or 0, row["b_lo"] or 0)
-    return Content(rows, data_version, fingerprint, last)
+    version = col(c.DATA_VERSION) if c.DATA_VERSION in names else exp.cast(exp.null(), "VARCHAR")
+    parts.append(
+        exp.DPipe(
+            this=lit("dv="), expression=exp.func("coalesce", exp.cast(version, "VARCHAR"), null)
+        )
+    )
+    a, b = engine.fingerprint_calls(concat_ws("|", parts))
+    half = lit(1 << 32)
+    hashed = exp.select(
+        alias(a, "__mxd_a"),
+        alias(b, "__mxd_b"),
+        alias(
+            col(c.CREATED_AT) if c.CREATED_AT in names else exp.cast(exp.null(), "TIMESTAMPTZ"),
+            "__mxd_at",
+        ),
+    ).from_(rows.subquery("__mxd_current", copy=False))
+    sums = [
+        alias(exp.func("sum", exp.IntDiv(this=col(n), expression=half.copy())), f"{n}_hi")
+        for n in ("__mxd_a", "__mxd_b")
+    ] + [
+        alias(exp.func("sum", exp.Mod(this=col(n), expression=half.copy())), f"{n}_lo")
+        for n in ("__mxd_a", "__mxd_b")
+    ]
+    mean = exp.func("avg", exp.func("epoch_us", col("__mxd_at")))
+    count, average, a_hi, b_hi, a_lo, b_lo = engine.rows(
+        exp.select(exp.func("count", exp.Star()), mean, *sums).from_(
+            hashed.subquery("__mxd_h", copy=False)
+        )
+    )[0]
+    count = int(count)
+    data_version = EMPTY
+    if count and average is not None:
+        micros = round(average)
+        data_version = _iso(
+            datetime.fromtimestamp(micros // 1_000_000, timezone.utc).replace(
+                microsecond=micros % 1_000_000
+            )
+        )
+    fingerprint = _render(int(a_hi or 0), int(a_lo or 0), int(b_hi or 0), int(b_lo or 0))
+    return Content(count, data_version, fingerprint, last)
+
+
+def _columns(where: exp.Expr | None) -> list[str]:
+    return [] if where is None else sorted({column.name for column in where.find_all(exp.Column)})
 
 
 def _render(a_hi: int, a_lo: int, b_hi: int, b_lo: int) -> str:
@@ -132,6 +169,7 @@ class Observation:
     error: str | None = None
     changed: bool = False
     previous_fingerprint: str | None = None
+    write_mark: str | None = None
 
     def with_previous(self, previous: str | None) -> Observation:
         """This observation compared with the previous fingerprint (None: first one)."""
@@ -147,6 +185,7 @@ class Observation:
             self.error,
             changed,
             previous,
+            self.write_mark,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -166,82 +205,86 @@ class Observation:
         }
 
 
-def behind_upstream(
-    node: FeatureNode,
-    graph: FeatureGraph,
-    read: ReadCurrent,
-    own: ReadCurrent,
-    *,
-    asset: AssetDefinition | None,
-    project_dir: Path,
-    algorithm: str,
-    length: int,
-) -> dict[str, int]:
-    """New, stale and orphaned samples, as ``mxd status`` counts them.
-
-    A root feature is compared with what its asset returns now; a root without an asset
-    (populated outside mxd) has nothing to be behind, so it reports zeros.
-    """
-    samples = None
-    if node.is_root:
-        if asset is None:
-            return dict.fromkeys(_BEHIND, 0)
-        samples = root_samples(asset, AssetContext(node.key, "observe", project_dir))
-    increment = resolve_increment(
-        node, graph, read, algorithm=algorithm, length=length, samples=samples, own=own
-    )
-    counts = increment.counts()
-    return {k: counts[k] for k in _BEHIND}
-
-
 def observe_feature(
+    session: Session,
     node: FeatureNode,
-    graph: FeatureGraph,
-    store: MetadataStore,
-    read: ReadCurrent,
-    own: ReadCurrent,
     *,
-    feature_version: str,
     asset: AssetDefinition | None,
+    checkpoints: Any,
     project_dir: Path,
-    algorithm: str,
-    length: int,
+    previous: Observed | None = None,
 ) -> Observation:
-    """Observe one feature in ``store`` (read-only; an asset failure is reported, not raised)."""
-    content = content_of(own(node.key), store.scan(node.key.parts), node.spec.id_columns)
-    try:
-        behind = behind_upstream(
-            node,
-            graph,
-            read,
-            own,
-            asset=asset,
-            project_dir=project_dir,
-            algorithm=algorithm,
-            length=length,
+    """Observe one feature (read-only; an asset failure is reported, not raised). When the
+    table's write mark is the one ``previous`` recorded, its content is taken from there."""
+    from mxd_cli.engine.status import assess
+
+    mark = session.store.write_mark(node.key.parts)
+    version = session.feature_version(node.key)
+    if (
+        previous is not None
+        and mark is not None
+        and previous.write_mark == mark
+        and previous.feature_version == version
+    ):
+        content = previous.content
+    else:
+        content = content_of(session, node)
+    behind = dict.fromkeys(_BEHIND, 0)
+    if not (node.is_root and asset is None):
+        try:
+            found = assess(session, node, asset, checkpoints, project_dir=project_dir)
+        except AssetError as err:
+            return Observation(node.key, version, content, error=str(err), write_mark=mark)
+        behind = {k: found.counts[k] for k in _BEHIND}
+    return Observation(node.key, version, content, behind, write_mark=mark)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A feature's latest recorded observation (what a new one is compared with)."""
+
+    fingerprint: str
+    write_mark: str | None
+    feature_version: str
+    content: Content
+
+
+def previous_observations(
+    store: MetadataStore, project: str, features: Iterable[FeatureKey]
+) -> dict[FeatureKey, Observed]:
+    """Each feature's latest recorded observation in ``store``."""
+    recorded = store.scan(OBSERVATIONS)
+    if recorded is None:
+        return {}
+    wanted = {str(k): k for k in features}
+    names = recorded.collect_schema().names()
+    mark = pl.col("write_mark") if "write_mark" in names else pl.lit(None, pl.String)
+    latest = (
+        recorded.filter((pl.col("project") == project) & pl.col("feature").is_in(list(wanted)))
+        .with_columns(mark.alias("write_mark"))
+        .sort("observed_at")
+        .group_by("feature")
+        .last()
+        .collect()
+    )
+    found: dict[FeatureKey, Observed] = {}
+    for row in latest.iter_rows(named=True):
+        if row["fingerprint"] is None:
+            continue
+        content = Content(
+            row["rows"], row["data_version"], row["fingerprint"], row["last_written_at"]
         )
-    except AssetError as err:
-        return Observation(node.key, feature_version, content, error=str(err))
-    return Observation(node.key, feature_version, content, behind)
+        found[wanted[row["feature"]]] = Observed(
+            row["fingerprint"], row["write_mark"], row["feature_version"], content
+        )
+    return found
 
 
 def previous_fingerprints(
     store: MetadataStore, project: str, features: Iterable[FeatureKey]
 ) -> dict[FeatureKey, str]:
     """The fingerprint of each feature's latest recorded observation in ``store``."""
-    recorded = store.scan(OBSERVATIONS)
-    if recorded is None:
-        return {}
-    wanted = {str(k): k for k in features}
-    latest = (
-        recorded.filter((pl.col("project") == project) & pl.col("feature").is_in(list(wanted)))
-        .sort("observed_at")
-        .group_by("feature")
-        .agg(pl.col("fingerprint").last())
-        .collect()
-    )
-    found = dict(zip(latest["feature"].to_list(), latest["fingerprint"].to_list(), strict=True))
-    return {wanted[name]: fp for name, fp in found.items() if fp is not None}
+    return {k: o.fingerprint for k, o in previous_observations(store, project, features).items()}
 
 
 def observation_rows(
@@ -262,6 +305,7 @@ def observation_rows(
             "behind_new": [o.behind["new"] for o in observations],
             "behind_stale": [o.behind["stale"] for o in observations],
             "behind_orphaned": [o.behind["orphaned"] for o in observations],
+            "write_mark": [o.write_mark for o in observations],
         },
         schema=OBSERVATIONS_SCHEMA,
     )

@@ -3,8 +3,12 @@
 Every rule fails the asset with an :class:`AssetError` naming the asset, the column and the
 first offending rows, so a bad chunk is never half-written:
 
+- column names: none empty, none equal to another or to a system column but for case
+  (stores compare names case-insensitively), no reserved ``metaxy_*`` or ``__mxd*`` names;
 - id columns present, of the type the increment has, without nulls, and unique;
-- a downstream chunk's output stays inside the chunk it was given (no foreign samples);
+- a downstream chunk's output stays inside the chunk it was given (no foreign samples)
+  and covers every sample of it (no silent gaps: a sample left out would stay "new" while
+  the feature looked complete);
 - system columns the asset passes through (``metaxy_provenance*``) keep the values mxd
   gave it; only ``metaxy_data_version_by_field`` may be set (early cut-off).
 """
@@ -37,6 +41,42 @@ def _fail(asset: AssetDefinition, message: str, hint: str | None = None) -> Asse
         hint=hint,
         location=str(asset.origin),
     )
+
+
+# System columns an asset may return: root provenance, early cut-off data versions, and
+# what mxd stamps anyway (replaced on write).
+_ACCEPTED_SYSTEM = frozenset(c.SYSTEM_COLUMNS)
+
+
+def check_columns(frame: pl.DataFrame, asset: AssetDefinition) -> None:
+    """Column names a store can hold as they are: a backend never renames one."""
+    by_folded: dict[str, str] = {}
+    for name in frame.columns:
+        if name.strip() == "":
+            raise _fail(asset, f"output has a column with an empty name ({name!r})")
+        if name.startswith("__mxd"):
+            raise _fail(
+                asset,
+                f"output column {name!r}: names starting with '__mxd' are mxd's own",
+                hint="rename the column",
+            )
+        folded = name.lower()
+        if folded.startswith("metaxy_") and name not in _ACCEPTED_SYSTEM:
+            system = next((s for s in c.SYSTEM_COLUMNS if s == folded), None)
+            what = (
+                f"differs from the system column {system!r} only in case"
+                if system
+                else ("is not a system column, and names starting with 'metaxy_' are reserved")
+            )
+            raise _fail(asset, f"output column {name!r} {what}", hint="rename the column")
+        other = by_folded.get(folded)
+        if other is not None:
+            raise _fail(
+                asset,
+                f"output columns {other!r} and {name!r} differ only in case",
+                hint="stores compare column names case-insensitively: rename one",
+            )
+        by_folded[folded] = name
 
 
 def check_ids(
@@ -100,6 +140,17 @@ def attach_provenance(
             f"output has {foreign.height} row(s) outside the chunk it was given: "
             f"{_rows(foreign, keys)}",
             hint="return rows only for the samples in `rows`",
+        )
+    missing = (
+        given.select(keys).unique().join(output.select(keys), on=keys, how="anti", nulls_equal=True)
+    )
+    if missing.height:
+        raise _fail(
+            asset,
+            f"output lacks {missing.height} of the {given.select(keys).n_unique()} sample(s) "
+            f"it was given: {_rows(missing, keys)}",
+            hint="return a row for every sample in `rows` (mxd would otherwise count the "
+            "missing ones as done)",
         )
     echoed = [col for col in _PASSED_THROUGH if col in output.columns]
     if echoed:

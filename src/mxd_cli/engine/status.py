@@ -1,22 +1,31 @@
-"""Per-feature status: counts from an increment, plus the reasons work is pending."""
+"""Per-feature status: counts from an increment, plus the reasons work is pending.
+
+Status reads like a run resolves: a feature whose checkpoint still holds is up to date
+without reading a row; one whose upstreams moved is resolved on the samples touched since;
+root features are compared with what their asset returns now. Causes are counted in the
+engine too: which upstream's fields moved under the stale samples, which fields of a
+root's samples changed, whether a feature version changed (from the graph snapshots).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import polars as pl
+from sqlglot import exp
 
 from mxd_cli.definitions.keys import FeatureKey
 from mxd_cli.engine.increment import Increment
-from mxd_cli.engine.upstream import ReadCurrent
-from mxd_cli.graph import FeatureGraph, FeatureNode
+from mxd_cli.engine.plan import CHANGE, current_rows
+from mxd_cli.engine.session import Session
+from mxd_cli.engine.sql import alias, col, in_keys, lit, sum_if
+from mxd_cli.graph import FeatureNode
 from mxd_cli.store import columns as c
-from mxd_cli.store.base import FEATURE_VERSIONS, MetadataStore
+from mxd_cli.store.base import FEATURE_VERSIONS
 
-Status = Literal["up_to_date", "needs_update", "missing", "error", "root"]
+Status = Literal["up_to_date", "needs_update", "missing", "error", "root", "skipped"]
 
 
 @dataclass
@@ -31,6 +40,7 @@ class FeatureStatus:
     orphaned: int = 0
     unchanged: int = 0
     causes: list[str] = field(default_factory=list)
+    source: str | None = None  # the store its rows are read from (None: no store has any)
 
     @property
     def pending(self) -> bool:
@@ -47,6 +57,7 @@ class FeatureStatus:
             "orphaned": self.orphaned,
             "unchanged": self.unchanged,
             "causes": list(self.causes),
+            "source": self.source,
         }
 
 
@@ -55,18 +66,16 @@ def _plural(n: int, word: str) -> str:
 
 
 def feature_status(
+    session: Session,
     node: FeatureNode,
-    graph: FeatureGraph,
-    increment: Increment,
-    store: MetadataStore,
+    counts: dict[str, int],
+    increment: Increment | None,
     *,
-    feature_version: str,
-    project: str,
     pending_upstream: list[FeatureKey],
-    read: ReadCurrent,
-    sources: Callable[[FeatureKey], MetadataStore | None],
+    restricted: bool = False,
 ) -> FeatureStatus:
-    counts = increment.counts()
+    """The status of one feature from its counts (``increment`` None: settled by its
+    checkpoint, nothing changed since)."""
     result = FeatureStatus(
         node.key,
         "up_to_date",
@@ -76,44 +85,49 @@ def feature_status(
         orphaned=counts["orphaned"],
         unchanged=counts["unchanged"],
     )
-    history = store.scan(node.key.parts)
-    older = 0
-    if history is not None:
-        older = (
-            history.filter(pl.col(c.FEATURE_VERSION) != feature_version)
-            .select(pl.len())
-            .collect()
-            .item()
-        )
-    if counts["stored"] == 0 and older == 0:
-        result.causes.append("never materialized")
-    elif counts["stored"] == 0 and older:
-        result.causes.extend(_version_change(node, store, feature_version, project))
+    version = session.feature_version(node.key)
+    if counts["stored"] == 0 and not restricted:
+        older = _older_rows(session, node, version)
+        if older == 0:
+            result.causes.append("never materialized")
+        else:
+            result.causes.extend(_version_change(session, node, version))
+    elif counts["stored"] == 0 and restricted and not counts["new"]:
+        result.causes.append("no samples match the restriction")
     root = node.is_root
     if counts["new"] and counts["stored"]:
         where = "returned by the asset" if root else "available upstream"
         result.causes.append(f"{_plural(counts['new'], 'new sample')} {where}")
-    if counts["stale"]:
-        result.causes.extend(
-            _stale_causes(node, graph, increment, store, feature_version, read, sources)
-        )
+    if counts["stale"] and increment is not None:
+        result.causes.extend(_stale_causes(session, node, increment))
     if counts["orphaned"]:
         gone = "no longer returned by the asset" if root else "no longer produced upstream"
         result.causes.append(f"{_plural(counts['orphaned'], 'stored sample')} {gone}")
     for up in pending_upstream:
         result.causes.append(f"upstream {up} is not up to date")
-    if counts["stored"] == 0:
+    pending = bool(counts["new"] or counts["stale"] or counts["orphaned"])
+    if counts["stored"] == 0 and (pending or not restricted):
         result.status = "missing"
-    elif increment.pending:
+    elif pending:
         result.status = "needs_update"
     return result
 
 
-def _version_change(
-    node: FeatureNode, store: MetadataStore, feature_version: str, project: str
-) -> list[str]:
+def _older_rows(session: Session, node: FeatureNode, version: str) -> int:
+    own = session.locate(node.key, own=True)
+    if own is None or c.FEATURE_VERSION not in own.schema.names:
+        return 0
+    query = (
+        exp.select(exp.func("count", exp.Star()))
+        .from_(own.ref, copy=False)
+        .where(col(c.FEATURE_VERSION).neq(lit(version)), copy=False)
+    )
+    return int(session.engine.rows(query)[0][0])
+
+
+def _version_change(session: Session, node: FeatureNode, feature_version: str) -> list[str]:
     """Why the feature version moved, from the last recorded snapshot of another version."""
-    snapshots = store.scan(FEATURE_VERSIONS)
+    snapshots = session.store.scan(FEATURE_VERSIONS)
     previous: dict[str, Any] | None = None
     if snapshots is not None:
         rows = (
@@ -151,78 +165,221 @@ def _version_change(
     return causes
 
 
-def _stale_causes(
-    node: FeatureNode,
-    graph: FeatureGraph,
-    increment: Increment,
-    store: MetadataStore,
-    feature_version: str,
-    read: ReadCurrent,
-    sources: Callable[[FeatureKey], MetadataStore | None],
-) -> list[str]:
-    """Attribute stale samples to the upstreams whose inputs to this feature changed.
-
-    Upstream tables are append-only, so the upstream row that was current when our row was
-    written is still there: compare its data versions (for the fields we read) with today's.
-    """
-    key = list(increment.key_columns)
-    stale = increment.stale.select(key).unique()
-    stored = store.read(node.key.parts, node.spec.id_columns, feature_version=feature_version)
-    if stored is None or node.is_root:
-        moved = "" if stored is None else _changed_fields(node, increment, stored)
-        return [f"{_plural(stale.height, 'sample')} changed{moved}"]
-    ours = stale.lazy().join(
-        stored.group_by(key).agg(pl.col(c.UPDATED_AT).max().alias("__ours")), on=key
+def _stale_causes(session: Session, node: FeatureNode, increment: Increment) -> list[str]:
+    """Attribute stale samples to what changed under them: for a root, the fields whose
+    provenance moved; downstream, the upstreams whose fields (those this feature reads)
+    changed since the stored row was written (upstream tables are append-only, so the row
+    that was current then is still there)."""
+    stale_count = increment.counts["stale"]
+    rows = increment.compare.to_compute()
+    own = session.locate(node.key, own=True)
+    if rows is None or own is None:
+        return [f"{_plural(stale_count, 'sample')} changed"]
+    keys = list(increment.key_columns)
+    engine = session.engine
+    stale = (
+        exp.select(*(col(k) for k in keys), col(c.PROVENANCE_BY_FIELD))
+        .from_(rows.subquery("__mxd_todo", copy=False))
+        .where(col(CHANGE).eq(lit("stale")), copy=False)
     )
-    causes = []
+    stale = exp.select("*").from_(session.keep(node.key, stale, "__mxd_stale"))
+    version = session.feature_version(node.key)
+    stored = current_rows(
+        own,
+        node.spec.id_columns,
+        version,
+        [*keys, c.PROVENANCE_BY_FIELD, c.UPDATED_AT],
+        where=in_keys(keys, stale.subquery("__mxd_stale_keys", copy=False)),
+        name="__mxd_sc",
+    )
+    stored = exp.select("*").from_(session.keep(node.key, stored, "__mxd_stored"))
+    if node.is_root:
+        moved = _changed_fields(session, node, stale, stored, keys)
+        return [f"{_plural(stale_count, 'sample')} changed{moved}"]
+    ours = (
+        exp.select(*(col(k) for k in keys), alias(exp.func("max", col(c.UPDATED_AT)), "__mxd_ours"))
+        .from_(stored.subquery("__mxd_stored", copy=False))
+        .group_by(*(col(k) for k in keys), copy=False)
+    )
+    causes: list[str] = []
     for dep in node.spec.deps:
-        source = sources(dep.feature)
-        current = read(dep.feature)
-        history = None if source is None else source.scan(dep.feature.parts)
+        source = session.locate(dep.feature)
         rename = dict(dep.rename or {})
-        ids = [rename.get(i, i) for i in graph[dep.feature].spec.id_columns]
-        if current is None or history is None or sorted(ids) != sorted(key):
+        up_ids = session.graph[dep.feature].spec.id_columns
+        ids = [rename.get(i, i) for i in up_ids]
+        if source is None or sorted(ids) != sorted(keys):
             continue
-        read_fields = {
-            p.field.struct_key
-            for parents in node.parent_fields.values()
-            for p in parents
-            if p.feature == dep.feature
-        }
+        read_fields = sorted(
+            {
+                p.field.struct_key
+                for parents in node.parent_fields.values()
+                for p in parents
+                if p.feature == dep.feature
+            }
+        )
         if not read_fields:
             continue
+        renamed = [alias(col(i), rename.get(i, i)) for i in up_ids]
+        theirs = exp.select(*(alias(col(rename.get(i, i)), i) for i in up_ids)).from_(
+            stale.subquery("__mxd_sk")
+        )
+        history = (
+            exp.select(*renamed, col(c.UPDATED_AT), col(c.DATA_VERSION_BY_FIELD))
+            .from_(source.ref)
+            .where(in_keys(list(up_ids), theirs.subquery("__mxd_theirs")))
+        )
+        order = exp.Order(expressions=[exp.Ordered(this=col(c.UPDATED_AT), desc=True)])
         then = (
-            history.rename(rename, strict=False)
-            .join(ours, on=key)
-            .filter(pl.col(c.UPDATED_AT) <= pl.col("__ours"))
-            .sort(c.UPDATED_AT)
-            .group_by(key)
-            .agg(pl.col(c.DATA_VERSION_BY_FIELD).last().alias("__then"))
+            exp.select(
+                *(col(k, "h") for k in keys),
+                alias(col(c.DATA_VERSION_BY_FIELD, "h"), "__mxd_then"),
+                alias(
+                    exp.Window(
+                        this=exp.RowNumber(), partition_by=[col(k, "h") for k in keys], order=order
+                    ),
+                    "__mxd_n",
+                ),
+            )
+            .from_(history.subquery("h", copy=False))
+            .join(ours.subquery("o", copy=False), using=tuple(keys), join_type="inner")
+            .where(col(c.UPDATED_AT, "h") <= col("__mxd_ours", "o"), copy=False)
         )
-        now = current.rename(rename, strict=False).select(
-            *key, pl.col(c.DATA_VERSION_BY_FIELD).alias("__now")
+        latest_then = (
+            exp.select("*")
+            .from_(then.subquery("__mxd_t", copy=False))
+            .where(col("__mxd_n").eq(1), copy=False)
         )
-        differs = pl.any_horizontal(
-            pl.col("__then").struct.field(f) != pl.col("__now").struct.field(f)
-            for f in sorted(read_fields)
+        now = current_rows(
+            source,
+            up_ids,
+            session.feature_version(dep.feature),
+            [*up_ids, c.DATA_VERSION_BY_FIELD],
+            where=in_keys(list(up_ids), theirs.copy().subquery("__mxd_theirs_now")),
+            name=f"__mxd_now_{len(causes)}",
         )
-        changed = then.join(now, on=key).filter(differs).select(pl.len()).collect().item()
+        now_renamed = exp.select(*renamed, alias(col(c.DATA_VERSION_BY_FIELD), "__mxd_now")).from_(
+            now.subquery("__mxd_now_rows", copy=False)
+        )
+        differs = exp.or_(
+            *(
+                exp.NullSafeNEQ(
+                    this=engine.field(col("__mxd_then"), f),
+                    expression=engine.field(col("__mxd_now"), f),
+                )
+                for f in read_fields
+            ),
+            copy=False,
+        )
+        changed = engine.rows(
+            exp.select(sum_if(differs))
+            .from_(latest_then.subquery("__mxd_lt", copy=False))
+            .join(
+                now_renamed.subquery("__mxd_nr", copy=False), using=tuple(keys), join_type="inner"
+            )
+        )[0][0]
         if changed:
-            causes.append(f"upstream {dep.feature}: {_plural(changed, 'sample')} changed")
-    return causes or [f"{_plural(stale.height, 'sample')} changed upstream"]
+            causes.append(f"upstream {dep.feature}: {_plural(int(changed), 'sample')} changed")
+    return causes or [f"{_plural(stale_count, 'sample')} changed upstream"]
 
 
-def _changed_fields(node: FeatureNode, increment: Increment, stored: pl.LazyFrame) -> str:
+def _changed_fields(
+    session: Session,
+    node: FeatureNode,
+    stale: exp.Select,
+    stored: exp.Select,
+    keys: list[str],
+) -> str:
     """The fields whose provenance moved in the stale samples, as " (fields: a, b)"."""
-    key = list(increment.key_columns)
-    old = stored.select(*key, pl.col(c.PROVENANCE_BY_FIELD).alias("__old")).unique(key).collect()
-    both = increment.stale.select(*key, c.PROVENANCE_BY_FIELD).unique(key).join(old, on=key)
-    moved = [
-        str(f.key)
-        for f in node.spec.fields
-        if both.filter(
-            pl.col(c.PROVENANCE_BY_FIELD).struct.field(f.key.struct_key)
-            != pl.col("__old").struct.field(f.key.struct_key)
-        ).height
+    engine = session.engine
+    old = exp.select(*(col(k) for k in keys), alias(col(c.PROVENANCE_BY_FIELD), "__mxd_old")).from_(
+        stored.subquery("__mxd_old_rows", copy=False)
+    )
+    tests = [
+        alias(
+            sum_if(
+                exp.NullSafeNEQ(
+                    this=engine.field(col(c.PROVENANCE_BY_FIELD), f.key.struct_key),
+                    expression=engine.field(col("__mxd_old"), f.key.struct_key),
+                )
+            ),
+            f"__mxd_f{n}",
+        )
+        for n, f in enumerate(node.spec.fields)
     ]
+    row = engine.rows(
+        exp.select(*tests)
+        .from_(stale.subquery("__mxd_new", copy=False))
+        .join(old.subquery("__mxd_o", copy=False), using=tuple(keys), join_type="inner")
+    )[0]
+    moved = [str(f.key) for f, n in zip(node.spec.fields, row, strict=True) if n]
     return f" (fields: {', '.join(moved)})" if moved else ""
+
+
+@dataclass
+class Assessment:
+    """How far one feature is from done, as status and observe see it."""
+
+    counts: dict[str, int]
+    increment: Increment | None  # None: settled by the checkpoint (or nothing to resolve)
+    error: str | None = None
+
+
+ZERO = dict.fromkeys(("new", "stale", "orphaned", "unchanged", "stored"), 0)
+
+
+def assess(
+    session: Session,
+    node: FeatureNode,
+    asset: Any,
+    checkpoints: Any,
+    *,
+    project_dir: Any,
+    restrictions: Any = None,
+) -> Assessment:
+    """Resolve one feature read-only: from its checkpoint when nothing it depends on moved,
+    on the samples touched since when its upstreams moved, in full otherwise. Root
+    features are compared with what their asset returns now (the asset is called)."""
+    from mxd_cli.definitions.asset import AssetContext
+    from mxd_cli.engine.increment import resolve
+    from mxd_cli.engine.restrictions import types_of
+    from mxd_cli.engine.roots import stage_root_samples
+    from mxd_cli.engine.step import baseline_of, checkpoint_state
+
+    key = node.key
+    ctx = AssetContext(key, run_id="status", project_dir=project_dir)
+    state = None if restrictions is not None else checkpoint_state(session, node, asset, ctx)
+    saved = checkpoints.get(str(key))
+    if state is not None and saved is not None and saved[0] == state:
+        stored = int(saved[1])
+        return Assessment(ZERO | {"stored": stored, "unchanged": stored}, None)
+    staged = stage_root_samples(session, node, asset, ctx) if node.is_root else None
+    restriction = None
+    if restrictions is not None:
+        from mxd_cli.engine.increment import _expected
+
+        if staged is not None:
+            types = types_of(staged.source.schema)
+        else:
+            plan = _expected(session, node, None, None)
+            types = (
+                {}
+                if plan is None
+                else types_of(
+                    session.engine.arrow(
+                        exp.select("*")
+                        .from_(plan.query.subquery("__mxd_t", copy=False))
+                        .limit(0, copy=False)
+                    ).schema
+                )
+            )
+        restriction = restrictions.compile(
+            node, types, session.locate(key, own=True), session.feature_version(key)
+        )
+    increment = resolve(
+        session,
+        key,
+        samples=None if staged is None else staged.source,
+        restrict=restriction,
+        baseline=None if state is None else baseline_of(saved, state),
+    )
+    return Assessment(dict(increment.counts), increment)
