@@ -158,12 +158,44 @@ def _check_lineage(
             )
 
 
+# Tables that belong to Metaxy or mxd in every store (their table names, lowercase).
+SYSTEM_TABLES = {"metaxy_system__feature_versions": "Metaxy's graph snapshots"}
+SYSTEM_PREFIXES = ("metaxy_system__", "metaxy-system__", "__mxd")
+
+
+def _check_table_names(defs: Mapping[FeatureKey, FeatureDefinition]) -> None:
+    """No two features may share a table, and none may take a system table's name.
+
+    Stores name tables ``a__b`` with ``-`` as ``_`` (so ``a/b-c`` and ``a/b_c``, or ``a_/b``
+    and ``a/_b``, would meet), and DuckDB compares names case-insensitively."""
+    seen: dict[str, FeatureKey] = {}
+    for key in sorted(defs):
+        name = key.table_name.lower()
+        if name in SYSTEM_TABLES or name.startswith(SYSTEM_PREFIXES):
+            raise DefinitionError(
+                f"feature {key} would be stored in the system table {key.table_name}",
+                hint="the first key part 'metaxy-system' (or 'metaxy_system') is Metaxy's own; "
+                "choose another key",
+                location=_where(defs[key]),
+            )
+        other = seen.get(name)
+        if other is not None:
+            raise DefinitionError(
+                f"features {other} and {key} would share the table {key.table_name}",
+                hint="store table names join key parts with '__' and write '-' as '_'; "
+                "rename one of the two keys",
+                location=_where(defs[key]),
+            )
+        seen[name] = key
+
+
 class FeatureGraph:
     """An immutable, validated DAG of features."""
 
     def __init__(self, definitions: Iterable[FeatureDefinition]) -> None:
         defs = {d.key: d for d in definitions}
         specs = {k: d.spec for k, d in defs.items()}
+        _check_table_names(defs)
         for definition in defs.values():
             for dep in definition.spec.deps:
                 if dep.feature not in specs:

@@ -89,3 +89,23 @@ def test_invalid_deps() -> None:
         mx.FieldSpec(key="x", deps=["a/b"])  # type: ignore[list-item]
     with pytest.raises(DefinitionError, match="code_version must be a string"):
         mx.FieldSpec(key="x", code_version=None)  # type: ignore[arg-type]
+
+
+def test_specific_fields_mapping_renders_as_metaxy_does() -> None:
+    # Metaxy keeps a set of upstream fields per field and renders it sorted, keys as parts.
+    mapping = mx.FieldsMapping.specific({"mix": ["b/c", "a", "a"]})
+    assert mapping.to_metaxy_dict() == {
+        "mapping": {"type": "specific", "mapping": {"mix": [["a"], ["b", "c"]]}}
+    }
+
+
+def test_aggregation_without_on_groups_by_the_id_columns_and_renders_null() -> None:
+    spec = mx.FeatureSpec(
+        key="a/video",
+        id_columns=["video_id"],
+        deps=[mx.FeatureDep(feature="a/chunks", lineage=mx.aggregation())],
+    )
+    assert spec.deps[0].lineage.on == ("video_id",)
+    assert spec.deps[0].to_metaxy_dict()["lineage"] == {"relationship": {"type": "N:1", "on": None}}
+    explicit = mx.FeatureDep(feature="a/chunks", lineage=mx.aggregation(on=["video_id"]))
+    assert explicit.to_metaxy_dict()["lineage"]["relationship"]["on"] == ["video_id"]

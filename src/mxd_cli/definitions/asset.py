@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import json
 import logging
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,7 +42,8 @@ class AssetContext:
     ``feature``: the key; ``run_id``; ``project_dir``: the folder of the config file;
     ``partition``: ``{"column": value}`` when the run is partitioned, else None;
     ``log``: a logger whose messages reach the terminal; ``counts``: the increment counts
-    of this feature in this run (``new``, ``stale``, ``orphaned``, ``unchanged``).
+    of this feature in this run (``new``, ``stale``, ``orphaned``, ``unchanged``);
+    ``metadata``: what :meth:`add_metadata` recorded so far.
     """
 
     feature: FeatureKey
@@ -49,6 +52,67 @@ class AssetContext:
     partition: Mapping[str, Any] | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("mxd.asset"))
     counts: Mapping[str, int] = field(default_factory=dict)
+    # Frozen context, mutable record: the run reads this dict back after the asset calls.
+    metadata: dict[str, Any] = field(default_factory=dict)
+    reader: Callable[[Any, Sequence[str] | None, str | None], Any] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    def read(
+        self, feature: Any, columns: Sequence[str] | None = None, filter: str | None = None
+    ) -> Any:
+        """Another feature's current rows, as a Polars LazyFrame, from the run's own store
+        and its fallbacks (the same resolution mxd uses), so an asset never opens a store.
+
+        Example: ``ctx.read("docs/chunks", columns=["doc_id", "sentence"], filter="lang = 'en'")``.
+        ``filter`` is the allow-listed SQL of ``--filter``; ``columns`` default to all.
+        """
+        if self.reader is None:
+            from mxd_cli.errors import AssetError
+
+            raise AssetError(f"ctx.read is not available here (feature {self.feature})")
+        return self.reader(feature, columns, filter)
+
+    def add_metadata(self, **values: Any) -> None:
+        """Record metadata of this feature in this run (``mxd runs --json``, the materialize
+        JSON and Dagster's materialization metadata).
+
+        Example: ``ctx.add_metadata(model="v3", accuracy=0.91, classes={"a": 3, "b": 5})``.
+        Values are numbers, strings, booleans, None, or small JSON-able lists and dicts of
+        them (at most 10,000 characters of JSON each); a later call with the same name
+        replaces the value (an asset called once per chunk keeps the last one).
+        """
+        for name, value in values.items():
+            self.metadata[name] = _metadata_value(self.feature, name, value)
+
+
+METADATA_VALUE_LIMIT = 10_000  # characters of JSON per value: run history, not a data store
+
+
+def _metadata_value(feature: FeatureKey, name: str, value: Any) -> Any:
+    """``value`` checked and copied (lists and dicts via JSON, so later changes don't leak in)."""
+    where = f"ctx.add_metadata({name}=...) in the asset of {feature}"
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{where}: {value} is not a finite number (JSON has no NaN or inf)")
+        return value
+    if not isinstance(value, (list, tuple, dict)):
+        raise TypeError(
+            f"{where}: {type(value).__name__} is not a metadata value; use a number, string, "
+            "bool, None, or a small list or dict of them"
+        )
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{where}: not JSON-able ({exc})") from None
+    if len(text) > METADATA_VALUE_LIMIT:
+        raise ValueError(
+            f"{where}: {len(text):,} characters of JSON, more than {METADATA_VALUE_LIMIT:,}; "
+            "keep metadata small (write large results to a feature or a file)"
+        )
+    return json.loads(text)
 
 
 def file_version(*paths: str | Path) -> str:

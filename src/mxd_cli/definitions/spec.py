@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from mxd_cli.definitions.keys import FeatureKey, FieldKey
@@ -38,6 +38,11 @@ def feature_key_of(feature: object) -> FeatureKey:
         isinstance(feature, Sequence) and not isinstance(feature, bytes)
     ):
         return FeatureKey.parse(feature)
+    from mxd_cli.definitions.metaxy_specs import metaxy_key_of
+
+    key = metaxy_key_of(feature)  # a class declared with Metaxy's own BaseFeature
+    if key is not None:
+        return key
     raise DefinitionError(
         f"expected a feature class or a key string, got {feature!r}",
         hint="pass the feature class itself or its key, e.g. feature='demo/raw'",
@@ -127,18 +132,23 @@ class Lineage:
 
     ``identity()`` (1:1, the default), ``aggregation(on=[...])`` (N:1: many upstream rows
     per sample, grouped by ``on``) or ``expansion(on=[...])`` (1:N: one upstream row
-    becomes many samples sharing ``on``).
+    becomes many samples sharing ``on``). ``aggregation()`` without ``on`` groups by the
+    feature's id columns, as in Metaxy; ``FeatureSpec`` fills them in and keeps
+    ``on_implied`` so the spec still renders as written.
     """
 
     kind: LineageKind = "1:1"
     on: tuple[str, ...] | None = None
+    on_implied: bool = False
 
     @classmethod
     def identity(cls) -> Lineage:
         return cls("1:1", None)
 
     @classmethod
-    def aggregation(cls, on: Sequence[str]) -> Lineage:
+    def aggregation(cls, on: Sequence[str] | None = None) -> Lineage:
+        if on is None:
+            return cls("N:1", None, on_implied=True)
         return cls("N:1", _str_tuple(on, "aggregation on="))
 
     @classmethod
@@ -148,7 +158,7 @@ class Lineage:
     def to_metaxy_dict(self) -> dict[str, Any]:
         relationship: dict[str, Any] = {"type": self.kind}
         if self.kind != "1:1":
-            relationship["on"] = list(self.on or ())
+            relationship["on"] = None if self.on_implied else list(self.on or ())
         if self.kind == "1:N":
             relationship["id_generation_pattern"] = None
         return {"relationship": relationship}
@@ -159,8 +169,9 @@ def identity() -> Lineage:
     return Lineage.identity()
 
 
-def aggregation(on: Sequence[str]) -> Lineage:
-    """N:1 lineage: each sample aggregates the upstream rows sharing the ``on`` columns."""
+def aggregation(on: Sequence[str] | None = None) -> Lineage:
+    """N:1 lineage: each sample aggregates the upstream rows sharing the ``on`` columns
+    (by default the feature's id columns)."""
     return Lineage.aggregation(on)
 
 
@@ -212,7 +223,10 @@ class FieldsMapping:
             body["match_suffix"] = self.match_suffix
             body["exclude_fields"] = [str(f) for f in self.exclude_fields]
         elif self.kind == "specific":
-            body["mapping"] = {str(k): [str(u) for u in v] for k, v in self.mapping}
+            # Metaxy keeps a set per field and renders it sorted, each key as its parts.
+            body["mapping"] = {
+                str(k): [list(u.parts) for u in sorted(set(v))] for k, v in self.mapping
+            }
         return {"mapping": body}
 
 
@@ -283,6 +297,13 @@ class FeatureDep:
         }
 
 
+def _with_implied_on(dep: FeatureDep, id_columns: tuple[str, ...]) -> FeatureDep:
+    """An aggregation without ``on`` groups by the feature's id columns."""
+    if dep.lineage.kind != "N:1" or dep.lineage.on is not None:
+        return dep
+    return replace(dep, lineage=Lineage("N:1", id_columns, on_implied=True))
+
+
 @dataclass(frozen=True, init=False)
 class FeatureSpec:
     """What a feature is: key, id columns, upstream deps and fields.
@@ -322,11 +343,8 @@ class FeatureSpec:
                     f"feature {fkey}: id column {col!r} uses the reserved prefix {SYSTEM_PREFIX!r}"
                 )
         object.__setattr__(self, "id_columns", ids)
-        object.__setattr__(
-            self,
-            "deps",
-            tuple(d if isinstance(d, FeatureDep) else FeatureDep(feature=d) for d in deps or ()),
-        )
+        given = (d if isinstance(d, FeatureDep) else FeatureDep(feature=d) for d in deps or ())
+        object.__setattr__(self, "deps", tuple(_with_implied_on(d, ids) for d in given))
         seen_deps: set[FeatureKey] = set()
         for dep in self.deps:
             if dep.feature in seen_deps:
