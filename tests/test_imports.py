@@ -15,10 +15,16 @@ def _loaded_after(statement: str) -> set[str]:
     return set(out.stdout.split())
 
 
-def test_import_mxd_cli_loads_neither_typer_nor_rich() -> None:
+def test_import_mxd_cli_loads_neither_typer_nor_rich_nor_dagster() -> None:
     modules = _loaded_after("import mxd_cli, mxd_cli.api")
     assert "mxd_cli" in modules
-    assert not {m for m in modules if m.split(".")[0] in {"typer", "rich", "click"}}
+    assert not {m for m in modules if m.split(".")[0] in {"typer", "rich", "click", "dagster"}}
+
+
+def test_the_cli_does_not_load_dagster() -> None:
+    modules = _loaded_after("import mxd_cli.cli")
+    assert "mxd_cli.cli" in modules
+    assert not {m for m in modules if m.split(".")[0] == "dagster"}
 
 
 def test_rich_is_imported_only_by_console_and_typer_only_by_cli() -> None:
@@ -29,3 +35,5 @@ def test_rich_is_imported_only_by_console_and_typer_only_by_cli() -> None:
             assert rel == "console.py", rel
         if "import typer" in text or "from typer" in text:
             assert rel.startswith("cli/"), rel
+        if "import dagster" in text or "from dagster" in text:
+            assert rel == "dagster.py", rel

@@ -79,10 +79,39 @@ def check(project: Project) -> dict[str, Any]:
         "project_version": project.versions.project_version,
         "store": config.store,
         "warnings": [
-            f"feature {k} has no asset (it can be observed, not materialized)"
-            for k in without_asset
+            *(
+                f"feature {k} has no asset (it can be observed, not materialized)"
+                for k in without_asset
+            ),
+            *_metaxy_caveats(project),
+            *(w for name in config.stores for w in config.stores[name].warnings),
         ],
     }
+
+
+def _metaxy_caveats(project: Project) -> list[str]:
+    """Definitions where Metaxy's answer is not reproducible, so mxd's differs."""
+    found = []
+    for key in project.graph.order:
+        for dep in project.graph[key].spec.deps:
+            ids = project.graph[dep.feature].spec.id_columns
+            if dep.lineage.kind == "N:1" and dep.select is not None:
+                renamed = {(dep.rename or {}).get(i, i) for i in ids}
+                if not renamed <= set(dep.select):
+                    found.append(
+                        f"feature {key}: its aggregation over {dep.feature} selects without the "
+                        f"upstream ids ({', '.join(sorted(ids))}); Metaxy then orders each group "
+                        "by physical row order (not reproducible), mxd by the ids, so the two "
+                        "tools disagree on its provenance"
+                    )
+    return found
+
+
+def _warn_about(config: Any) -> None:
+    import logging
+
+    for warning in config.warnings:
+        logging.getLogger("mxd.config").warning(warning)
 
 
 @contextmanager
@@ -93,6 +122,7 @@ def _opened(
     from mxd_cli.store import open_store
 
     config = project.config.store_config(store)
+    _warn_about(config)
     target = open_store(config, read_only=read_only)
     fallbacks = []
     try:
@@ -107,6 +137,53 @@ def _opened(
             fb.close()
 
 
+@contextmanager
+def _writer(store: Any, command: str, wait: float) -> Iterator[None]:
+    """Hold ``store``'s writer lock (when the backend has one) while the block writes; every
+    write first checks that the lock is still ours."""
+    import logging
+
+    from mxd_cli.store.lock import WriterLock
+
+    path = store.lock_path()
+    if path is None:
+        yield
+        return
+    with WriterLock(path, wait=wait, command=command) as lock:
+        if lock.took_over is not None:
+            dead = lock.took_over
+            if dead.get("unreadable"):
+                logging.getLogger("mxd.lock").warning(
+                    "the lock file %s could not be read and no process held it: taken over",
+                    path,
+                )
+            else:
+                logging.getLogger("mxd.lock").warning(
+                    "took over the store lock of a dead writer (pid %s, since %s)",
+                    dead.get("pid"),
+                    dead.get("started_at"),
+                )
+        store.before_write = lock.check
+        try:
+            yield
+        finally:
+            store.before_write = None
+
+
+def _session(project: Project, target: Any, fallbacks: Sequence[Any], config: Any) -> Any:
+    from mxd_cli.engine.plan import HashSettings
+    from mxd_cli.engine.session import Session
+
+    return Session(
+        project.graph,
+        project.versions,
+        target,
+        fallbacks,
+        hashing=HashSettings(config.hash_algorithm, project.config.hash_truncation_length),
+        project=project.config.project,
+    )
+
+
 def materialize(
     project: Project,
     options: Any = None,
@@ -118,44 +195,30 @@ def materialize(
 ) -> Any:
     """Run the selected features' assets on their increments; returns a ``RunResult``.
 
-    ``options`` is a :class:`~mxd_cli.engine.materialize.RunOptions`. A real run holds the
+    ``options`` is a :class:`~mxd_cli.engine.results.RunOptions`. A real run holds the
     store's writer lock (waiting up to ``wait`` seconds, default ``ext.mxd.lock_timeout``);
-    a dry run opens the store read-only and keeps every write in memory.
+    a dry run opens the store read-only and keeps every write in the engine's memory.
     """
     import logging
     from contextlib import nullcontext
 
-    from mxd_cli.engine.filters import parse_filters
-    from mxd_cli.engine.materialize import Run, RunOptions
+    from mxd_cli.engine.results import RunOptions
+    from mxd_cli.engine.run import Run
     from mxd_cli.engine.runs import close_dead_runs
-    from mxd_cli.errors import UsageError
-    from mxd_cli.store.lock import WriterLock
     from mxd_cli.store.overlay import OverlayStore
 
     opts: RunOptions = options if options is not None else RunOptions()
-    keys = project.graph.select(opts.selectors)
-    restrict = parse_filters(list(opts.filters)) if opts.filters else None
-    if opts.keys:
-        wide = [str(k) for k in keys if len(project.graph[k].spec.id_columns) > 1]
-        if wide:
-            raise UsageError(
-                f"--keys needs features with one id column; {wide[0]} has several",
-                hint="use --filter on the id columns instead",
-            )
+    project.graph.select(opts.selectors)  # unknown selectors fail before anything opens
+    if opts.filters:
+        from mxd_cli.engine.filters import parse_filters
+
+        parse_filters(list(opts.filters))  # syntax first: exit 2 before opening anything
     config = project.config.store_config(store)
     timeout = float(project.config.mxd.get("lock_timeout", 0.0) if wait is None else wait)
     with _opened(project, store, read_only=opts.dry_run) as (base, fallbacks):
         target = OverlayStore(base) if opts.dry_run else base
-        lock_path = None if opts.dry_run else base.lock_path()
-        lock = WriterLock(lock_path, wait=timeout, command="mxd materialize") if lock_path else None
-        with lock if lock is not None else nullcontext():
-            if lock is not None and lock.took_over is not None:
-                dead = lock.took_over
-                logging.getLogger("mxd.lock").warning(
-                    "took over the store lock of a dead writer (pid %s, since %s)",
-                    dead.get("pid"),
-                    dead.get("started_at"),
-                )
+        locked = nullcontext() if opts.dry_run else _writer(base, "mxd materialize", timeout)
+        with locked:
             if not opts.dry_run:
                 for run_id in close_dead_runs(target, project.config.project):
                     logging.getLogger("mxd.run").warning("run %s was cut off: interrupted", run_id)
@@ -165,7 +228,6 @@ def materialize(
                 config,
                 opts,
                 fallbacks=fallbacks,
-                restrict=restrict,
                 listener=listener,
                 should_stop=should_stop or (lambda: False),
             )
@@ -191,79 +253,181 @@ def status(
 ) -> dict[str, Any]:
     """Per selected feature: stored, new, stale, orphaned, unchanged and why (read-only).
 
-    Root features are compared with what their asset returns now (root assets are called;
-    they must not write anything). A root feature without an asset reports status "root".
+    Root features are compared with what their asset returns now (root assets are called,
+    unless their ``source_version`` says nothing changed; they must not write anything).
+    A root feature without an asset reports status "root"; a feature a ``--filter`` cannot
+    relate to (neither its columns nor through its upstreams) "skipped". Features whose checkpoint
+    holds are up to date without reading a row; features whose upstreams moved are
+    resolved on the samples touched since.
     """
-    import polars as pl
-
-    from mxd_cli.definitions.asset import AssetContext
-    from mxd_cli.engine.assets import root_samples
-    from mxd_cli.engine.filters import parse_filters
-    from mxd_cli.engine.increment import resolve_increment
-    from mxd_cli.engine.reader import CurrentRows
-    from mxd_cli.engine.status import FeatureStatus, feature_status
-    from mxd_cli.errors import AssetError, FilterError
+    from mxd_cli.engine.restrictions import Restrictions, RestrictionSpec, Unrelated
+    from mxd_cli.engine.runs import Checkpoints
+    from mxd_cli.engine.status import FeatureStatus, assess, feature_status
+    from mxd_cli.errors import AssetError
 
     keys = project.graph.select(selectors)
-    flt = parse_filters(list(filters)) if filters else None
+    if filters:
+        from mxd_cli.engine.filters import parse_filters
+
+        parse_filters(list(filters))
     config = project.config.store_config(store)
     results: dict[Any, FeatureStatus] = {}
-    with _opened(project, store, read_only=True) as (target, fallbacks), target.session():
-        reader = CurrentRows(target, project.graph, project.versions, fallbacks)
+    unrelated: list[Unrelated] = []
+    spec = RestrictionSpec(tuple(filters))
+    with _opened(project, store, read_only=True) as (target, fallbacks):
+        session = _session(project, target, fallbacks, config)
+        checkpoints = Checkpoints(target, project.config.project)
+        restrictions = (
+            Restrictions(spec, project.graph, lambda k: session.locate(k, own=True))
+            if spec
+            else None
+        )
+        if restrictions is not None:
+            _restrict_upstreams(project, session, restrictions, keys)
         for key in keys:
             node = project.graph[key]
-            version = project.versions.feature_version(key)
             asset = project.registry.assets.get(key)
             if node.is_root and asset is None:
-                current = reader.own(key)
-                stored = 0 if current is None else current.select(pl.len()).collect().item()
+                own = session.locate(key, own=True)
+                stored = 0
+                if own is not None:
+                    from mxd_cli.engine.observation import content_of
+
+                    stored = content_of(session, node).rows
                 results[key] = FeatureStatus(
                     key, "root", stored=stored, causes=["root feature without an asset"]
                 )
                 continue
             try:
-                samples = None
-                if node.is_root and asset is not None:
-                    ctx = AssetContext(key, run_id="status", project_dir=project.config.root)
-                    samples = root_samples(asset, ctx)
-                increment = resolve_increment(
+                found = assess(
+                    session,
                     node,
-                    project.graph,
-                    reader,
-                    algorithm=config.hash_algorithm,
-                    length=project.config.hash_truncation_length,
-                    samples=samples,
-                    restrict=None if flt is None else flt.to_polars(),
-                    own=reader.own,
+                    asset,
+                    checkpoints,
+                    project_dir=project.config.root,
+                    restrictions=restrictions,
                 )
             except AssetError as err:
                 results[key] = FeatureStatus(key, "error", causes=[str(err)])
                 continue
-            except pl.exceptions.ColumnNotFoundError as exc:
-                raise FilterError(
-                    f"filter column not found in feature {key}: {exc}".splitlines()[0],
-                    hint="select only the features that have the filter's columns",
-                ) from None
+            except Unrelated as err:
+                unrelated.append(err)
+                results[key] = FeatureStatus(key, "skipped", causes=[err.message])
+                continue
             pending_up = [
                 u
                 for u in node.upstream
                 if u in results and results[u].status in ("needs_update", "missing")
             ]
             results[key] = feature_status(
+                session,
                 node,
-                project.graph,
-                increment,
-                target,
-                feature_version=version,
-                project=project.config.project,
+                found.counts,
+                found.increment,
                 pending_upstream=pending_up,
-                read=reader,
-                sources=reader.source,
+                restricted=restrictions is not None,
             )
+        for key in keys:
+            result = results[key]
+            result.source = _source_of(session, key, config.name)
+            if result.source not in (None, config.name):
+                result.causes.append(
+                    f"rows served by fallback store {result.source!r} (none of its own here yet)"
+                )
+    if unrelated and len(unrelated) == len(keys):
+        raise unrelated[0]  # the restriction relates to no selected feature: a mistake
     return {
         "store": config.name,
         "features": [results[k].to_json() for k in keys],
         "pending": any(results[k].pending for k in keys),
+    }
+
+
+def _source_of(session: Any, key: Any, target: str) -> str | None:
+    """Where a feature's rows are read from: the target store, the fallback that holds
+    them (a branch store's upstreams), or nowhere."""
+    if session.locate(key, own=True) is not None:
+        return target
+    holder = session.holder(key)
+    return None if holder is None else str(holder.name)
+
+
+def _restrict_upstreams(
+    project: Project, session: Any, restrictions: Any, keys: Sequence[Any]
+) -> None:
+    """Compile the restriction for upstreams outside the selection, as stored, so selected
+    features can follow it through them."""
+    import contextlib
+
+    from mxd_cli.engine.restrictions import types_of
+    from mxd_cli.errors import FilterError
+
+    selected = set(keys)
+    ancestors = {u for k in keys for u in project.graph.upstream_closure(k)} - selected
+    for key in (k for k in project.graph.order if k in ancestors):
+        stored = session.locate(key, own=True)
+        if stored is None:
+            continue
+        with contextlib.suppress(FilterError):
+            restrictions.compile(
+                project.graph[key], types_of(stored.schema), stored, session.feature_version(key)
+            )
+
+
+def graph_status(
+    project: Project, selectors: Sequence[str] = (), *, store: str | None = None
+) -> dict[str, Any]:
+    """The feature graph with each feature's status and last run, for a picture of the pipeline
+    (``mxd graph --format html``); read-only, like ``status``.
+
+    Per feature: fields with their parent fields, deps, the ``status`` counts and causes, the
+    last write, and the newest run that computed or checked it. Edges join selected features.
+    """
+    from mxd_cli.store.base import now_utc
+
+    keys = project.graph.select(selectors)
+    chosen = set(keys)
+    listing = {f["feature"]: f for f in list_features(project, selectors)["features"]}
+    statuses = {f["feature"]: f for f in status(project, selectors, store=store)["features"]}
+    held = {f["feature"]: f for f in content(project, selectors, store=store)["features"]}
+    history = runs(project, store=store, limit=1_000_000)["runs"]
+    features = []
+    for key in keys:
+        name = str(key)
+        last = next(
+            (
+                {"run_id": r["run_id"], "status": f["status"], "at": r["finished_at"]}
+                for r in history
+                for f in r["features"]
+                if f["feature"] == name and f["status"] not in ("skipped", "pending")
+            ),
+            None,
+        )
+        features.append(
+            {
+                **{k: listing[name][k] for k in ("feature", "fields", "deps", "description")},
+                **{k: v for k, v in statuses[name].items() if k != "feature"},
+                "has_asset": listing[name]["has_asset"],
+                "rows": held[name]["rows"],
+                "last_written_at": held[name]["last_written_at"],
+                "last_run": last,
+            }
+        )
+    newest = history[0] if history else None
+    return {
+        "project": project.config.project,
+        "store": project.config.store_config(store).name,
+        "generated_at": now_utc().isoformat(),
+        "last_run": None
+        if newest is None
+        else {k: newest[k] for k in ("run_id", "status", "started_at", "finished_at")},
+        "features": features,
+        "edges": [
+            {"from": str(dep.feature), "to": str(key), "optional": dep.optional}
+            for key in keys
+            for dep in project.graph[key].spec.deps
+            if dep.feature in chosen
+        ],
     }
 
 
@@ -293,7 +457,6 @@ def delete(
         report = api.delete(project, ["shop/products"], filters=["price > 100"], dry_run=True)
         report["features"][0]["matched"]  # samples that would be deleted
     """
-    from contextlib import nullcontext
 
     from mxd_cli.engine.deletion import (
         DeletionPlan,
@@ -305,7 +468,6 @@ def delete(
     )
     from mxd_cli.errors import UsageError
     from mxd_cli.store import open_store
-    from mxd_cli.store.lock import WriterLock
 
     if not features:
         raise UsageError(
@@ -321,6 +483,7 @@ def delete(
     keys = list(dict.fromkeys(project.graph.resolve_key(f) for f in features))
     mode: Mode = "hard" if hard else "soft"
     config = project.config.store_config(store)
+    _warn_about(config)
 
     def plan(on: Any, parsed: dict[Any, Any]) -> DeletionPlan:
         return plan_deletion(
@@ -338,12 +501,9 @@ def delete(
             for f in preview.features
         ]
         return _deletion_report(config.name, preview, results, dry_run=True)
-    with open_store(config) as target:
-        lock_path = target.lock_path()
-        lock = WriterLock(lock_path, wait=wait, command="mxd delete") if lock_path else None
-        with lock or nullcontext(), target.session():
-            chosen = plan(target, parsed)
-            results = execute_deletion(chosen, target, project.versions)
+    with open_store(config) as target, _writer(target, "mxd delete", wait), target.session():
+        chosen = plan(target, parsed)
+        results = execute_deletion(chosen, target, project.versions)
     return _deletion_report(config.name, chosen, results, dry_run=False)
 
 
@@ -372,6 +532,78 @@ def _deletion_report(
     }
 
 
+def content(
+    project: Project,
+    selectors: Sequence[str] = (),
+    *,
+    store: str | None = None,
+    partition: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """What the selected features hold now: rows, data version, content fingerprint and last
+    write, exactly as ``observe`` reports them, read-only and without recording anything or
+    calling an asset. ``partition`` (column, value) counts only that partition's samples
+    (features without the column count all of theirs).
+
+    Example::
+
+        api.content(project, ["shop/products"])["features"][0]["fingerprint"]
+    """
+    from sqlglot import exp
+
+    from mxd_cli.engine.observation import content_of
+    from mxd_cli.engine.sql import col, lit
+
+    keys = project.graph.select(selectors)
+    config = project.config.store_config(store)
+    features = []
+    with _opened(project, store, read_only=True) as (source, fallbacks):
+        session = _session(project, source, fallbacks, config)
+        for key in keys:
+            where = None
+            own = session.locate(key, own=True)
+            if partition is not None and own is not None and partition[0] in own.schema.names:
+                where = exp.cast(col(partition[0]), "VARCHAR").eq(lit(partition[1]))
+            found = content_of(session, project.graph[key], where)
+            last = found.last_written_at
+            features.append(
+                {
+                    "feature": str(key),
+                    "rows": found.rows,
+                    "data_version": found.data_version,
+                    "fingerprint": found.fingerprint,
+                    "last_written_at": None if last is None else last.isoformat(),
+                }
+            )
+    return {"store": config.name, "features": features}
+
+
+def read(
+    project: Project,
+    feature: Any,
+    *,
+    columns: Sequence[str] | None = None,
+    filter: str | None = None,
+    store: str | None = None,
+) -> Any:
+    """A feature's current rows as a Polars DataFrame, from the store or the fallback that
+    holds it (what an asset's ``ctx.read`` returns, for notebooks and scripts); read-only.
+
+    Example::
+
+        api.read(project, "docs/doc_stats", columns=["doc_id", "n_chunks"])
+    """
+    import polars as pl
+
+    from mxd_cli.definitions.spec import feature_key_of
+
+    key = feature_key_of(feature)
+    config = project.config.store_config(store)
+    with _opened(project, store, read_only=True) as (source, fallbacks):
+        session = _session(project, source, fallbacks, config)
+        query = session.current(key, columns, filter)
+        return pl.DataFrame() if query is None else session.engine.frame(query)
+
+
 def observe(
     project: Project,
     selectors: Sequence[str] = (),
@@ -392,53 +624,59 @@ def observe(
         report = api.observe(project, ["shop/*"])
         [f["feature"] for f in report["features"] if f["changed"]]
     """
-    from contextlib import nullcontext
 
     from mxd_cli.engine.observation import (
         observation_rows,
         observe_feature,
-        previous_fingerprints,
+        previous_observations,
     )
-    from mxd_cli.engine.reader import CurrentRows
-    from mxd_cli.errors import LockError
+    from mxd_cli.engine.runs import Checkpoints
+    from mxd_cli.errors import LockError, StoreError
     from mxd_cli.store import OBSERVATIONS, open_store
     from mxd_cli.store.base import now_utc
-    from mxd_cli.store.lock import WriterLock
 
     keys = project.graph.select(selectors)
     config = project.config.store_config(store)
     name = project.config.project
-    with _opened(project, store, read_only=True) as (source, fallbacks), source.session():
-        reader = CurrentRows(source, project.graph, project.versions, fallbacks)
+    with _opened(project, store, read_only=True) as (source, fallbacks):
+        session = _session(project, source, fallbacks, config)
+        checkpoints = Checkpoints(source, name)
+        before = previous_observations(source, name, keys)
         seen = [
             observe_feature(
+                session,
                 project.graph[key],
-                project.graph,
-                source,
-                reader,
-                reader.own,
-                feature_version=project.versions.feature_version(key),
                 asset=project.registry.assets.get(key),
+                checkpoints=checkpoints,
                 project_dir=project.config.root,
-                algorithm=config.hash_algorithm,
-                length=project.config.hash_truncation_length,
+                previous=before.get(key),
             )
             for key in keys
         ]
     at = now_utc()
     warning = None
-    with open_store(config) as target:
-        lock_path = target.lock_path()
-        lock = WriterLock(lock_path, wait=wait, command="mxd observe") if lock_path else None
-        try:
-            with lock or nullcontext(), target.session():
-                previous = previous_fingerprints(target, name, keys)
-                observed = [o.with_previous(previous.get(o.feature)) for o in seen]
-                target.append(OBSERVATIONS, observation_rows(observed, name, at))
-        except LockError as err:
-            previous = previous_fingerprints(target, name, keys)
-            observed = [o.with_previous(previous.get(o.feature)) for o in seen]
-            warning = f"observations not recorded: {err.message}"
+    observed = [
+        o.with_previous(before[o.feature].fingerprint if o.feature in before else None)
+        for o in seen
+    ]
+    try:
+        with open_store(config) as target, _writer(target, "mxd observe", wait):
+            previous = previous_observations(target, name, keys)
+            observed = [
+                o.with_previous(previous[o.feature].fingerprint if o.feature in previous else None)
+                for o in seen
+            ]
+            target.append(OBSERVATIONS, observation_rows(observed, name, at))
+    except LockError as err:
+        warning = f"observations not recorded: {err.message}"
+    except StoreError as err:
+        if (
+            "read-only" not in err.message.lower()
+            and "permission" not in err.message.lower()
+            and "read only" not in err.message.lower()
+        ):
+            raise
+        warning = f"observations not recorded (the store cannot be written): {err.message}"
     features = [o.to_json() for o in observed]
     return {
         "store": config.name,

@@ -1,18 +1,21 @@
 """Everything a person sees: tables, JSON, messages and errors. The only module importing Rich.
 
 stdout carries data only (a table, text such as a graph, or one JSON document); messages,
-progress and errors go to stderr.
+progress and errors go to stderr. While a command runs, :func:`data_only_stdout` sends
+everything else that would reach stdout — ``print()`` in user modules and assets, and
+C-level writes to file descriptor 1 — to stderr, so ``mxd --json ... | jq`` always parses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -28,6 +31,76 @@ from rich.table import Table
 
 from mxd_cli.errors import MxdError
 
+# Where data goes while data_only_stdout() is active (None: sys.stdout as it is).
+_data_stream: IO[str] | None = None
+
+
+class _DataFile:
+    """A file-like view of the data channel, resolved at each write (for Rich)."""
+
+    def _target(self) -> IO[str]:
+        return _data_stream if _data_stream is not None else sys.stdout
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def isatty(self) -> bool:
+        return self._target().isatty()
+
+    def fileno(self) -> int:
+        return self._target().fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self._target(), "encoding", None) or "utf-8"
+
+
+_DATA = _DataFile()
+
+
+@contextlib.contextmanager
+def data_only_stdout() -> Iterator[None]:
+    """Keep stdout for mxd's data while the block runs: ``sys.stdout`` is stderr, and file
+    descriptor 1 (when it is a real one) is pointed at stderr too, so even extensions that
+    write to fd 1 cannot break a JSON document. mxd's own output uses the saved stdout."""
+    global _data_stream
+    if _data_stream is not None:  # nested (an invocation inside an invocation)
+        yield
+        return
+    original = sys.stdout
+    saved_fd: int | None = None
+    try:
+        fd = original.fileno()
+        err_fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = None  # a test runner's in-memory stream: redirect at the Python level only
+    stream: IO[str] = original
+    if fd is not None:
+        original.flush()
+        saved_fd = os.dup(fd)
+        os.dup2(err_fd, fd)
+        stream = os.fdopen(saved_fd, "w", encoding=original.encoding or "utf-8", closefd=False)
+    _data_stream = stream
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+            stream.flush()
+        sys.stdout = original
+        _data_stream = None
+        if fd is not None and saved_fd is not None:
+            os.dup2(saved_fd, fd)
+            os.close(saved_fd)
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
 
 @dataclass
 class Output:
@@ -41,24 +114,28 @@ class Output:
     _err: Console = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        # file=None: Rich resolves sys.stdout/sys.stderr when writing, so test runners that
-        # swap the streams per invocation still capture everything.
         # Piped or redirected tables go to files and logs: 120 columns unless COLUMNS says,
-        # rather than Rich's 80, which truncates the headers of the wider tables.
-        piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+        # rather than Rich's 80, which would fold the wider tables into blocks.
+        piped = not _DATA.isatty() and "COLUMNS" not in os.environ
         self._out = Console(
-            no_color=not self.color, highlight=False, soft_wrap=False, width=120 if piped else None
+            file=_DATA,  # type: ignore[arg-type]
+            no_color=not self.color,
+            highlight=False,
+            soft_wrap=False,
+            width=120 if piped else None,
         )
+        # file=None: Rich resolves sys.stderr when writing, so test runners that swap the
+        # streams per invocation still capture everything.
         self._err = Console(stderr=True, no_color=not self.color, highlight=False, soft_wrap=True)
 
     # data (stdout)
     def json(self, document: Any) -> None:
-        sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
-        sys.stdout.flush()
+        _DATA.write(json.dumps(document, indent=2, default=str) + "\n")
+        _DATA.flush()
 
     def text(self, text: str) -> None:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-        sys.stdout.flush()
+        _DATA.write(text if text.endswith("\n") else text + "\n")
+        _DATA.flush()
 
     def table(
         self,
@@ -67,17 +144,67 @@ class Output:
         *,
         title: str | None = None,
         numeric: Sequence[str] = (),
+        free: Sequence[str] = (),
     ) -> None:
+        """A table whose cells are never cut: only the ``free`` (free-text) columns wrap.
+
+        When the fixed columns do not fit the width, each row becomes a block of
+        ``column value`` lines instead (narrow terminals), so nothing is truncated.
+        """
+        cells = [[_cell(v) for v in row] for row in rows]
+        natural = [
+            max([len(col), *(_longest_line(r[i]) for r in cells)]) for i, col in enumerate(columns)
+        ]
+        # Fixed columns take their widest cell; free-text columns at least their longest
+        # word (never cut mid-word) and share what is left in proportion to their text.
+        least = [
+            max([min(len(col), 12), *(_longest_word(r[i]) for r in cells)], default=8)
+            if col in free
+            else natural[i]
+            for i, col in enumerate(columns)
+        ]
+        overhead = 3 * len(columns) + 1  # padding and rules of the box
+        spare = self._out.width - overhead - sum(least)
+        if spare < 0:
+            self._blocks(columns, cells, title=title)
+            return
+        widths = list(least)
+        wants = {i: natural[i] - least[i] for i, col in enumerate(columns) if col in free}
+        total = sum(wants.values())
+        for i, want in wants.items():
+            widths[i] += min(want, spare * want // total) if total else 0
         table = Table(title=title, title_justify="left", header_style="bold")
         for i, col in enumerate(columns):
-            # The first column names the row (a feature, a run): never cut it short.
-            widest = max((len(str(r[0])) for r in rows), default=0) if i == 0 else None
+            wraps = col in free
             table.add_column(
-                col, justify="right" if col in numeric else "left", min_width=widest, no_wrap=i == 0
+                col,
+                justify="right" if col in numeric else "left",
+                width=widths[i],
+                no_wrap=not wraps,
+                overflow="fold",
             )
-        for row in rows:
-            table.add_row(*(escape("" if v is None else str(v)) for v in row))
+        for row in cells:
+            table.add_row(*(escape(v) for v in row))
         self._out.print(table)
+
+    def _blocks(
+        self, columns: Sequence[str], cells: Sequence[Sequence[str]], *, title: str | None
+    ) -> None:
+        """Rows as blocks: the first cell as a heading, then one ``column  value`` line per
+        other column (values wrap in their own column), for terminals too narrow for a
+        table."""
+        if title:
+            self._out.print(escape(title))
+        for n, row in enumerate(cells):
+            if n or title:
+                self._out.print()
+            self._out.print(escape(row[0]), overflow="fold")
+            grid = Table.grid(padding=(0, 2), pad_edge=True)
+            grid.add_column(no_wrap=True)
+            grid.add_column(overflow="fold")
+            for col, value in zip(columns[1:], row[1:], strict=True):
+                grid.add_row(escape(col), escape(value))
+            self._out.print(grid)
 
     # messages (stderr)
     def info(self, message: str) -> None:
@@ -233,3 +360,11 @@ class LineProgress(RunProgress):
 
     def feature_finished(self, result: Any) -> None:
         self._line(_finished_line(result))
+
+
+def _longest_line(text: str) -> int:
+    return max((len(line) for line in text.split("\n")), default=0)
+
+
+def _longest_word(text: str) -> int:
+    return max((len(word) for word in text.split()), default=0)

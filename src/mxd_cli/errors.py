@@ -65,6 +65,27 @@ class LockError(StoreError):
     code = "store_locked"
 
 
+class MassDeleteError(MxdError):
+    """A run would soft-delete more of a feature's samples than allowed."""
+
+    code = "mass_delete"
+    exit_code = 1
+
+
+class Interrupted(MxdError):
+    """The command was stopped by Ctrl-C (exit 130) or SIGTERM (exit 143)."""
+
+    code = "interrupted"
+    exit_code = 130
+
+    def __init__(self, *, terminated: bool = False) -> None:
+        what = "terminated (SIGTERM)" if terminated else "interrupted (Ctrl-C)"
+        super().__init__(what)
+        if terminated:
+            self.code = "terminated"
+            self.exit_code = 143
+
+
 class AssetError(MxdError):
     """An asset raised or returned invalid output."""
 

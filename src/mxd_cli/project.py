@@ -35,6 +35,7 @@ class Project:
         registry = load_entrypoints(config.root, config.entrypoints)
         graph = FeatureGraph(registry.features.values())
         _check_assets(registry, graph)
+        _check_dep_filters(graph)
         return cls(config, registry, graph, GraphVersions(graph, config.hash_truncation_length))
 
 
@@ -63,3 +64,24 @@ def _check_assets(registry: Registry, graph: FeatureGraph) -> None:
                 "tracked through their upstreams",
                 location=str(asset.origin),
             )
+
+
+def _check_dep_filters(graph: FeatureGraph) -> None:
+    """Every ``FeatureDep(filters=...)`` parses into the allowed SQL subset (its columns are
+    checked against the upstream's stored schema before a run writes anything)."""
+    from mxd_cli.engine.filters import parse_filters
+    from mxd_cli.errors import FilterError
+
+    for key in graph.order:
+        node = graph[key]
+        for dep in node.spec.deps:
+            if not dep.filters:
+                continue
+            try:
+                parse_filters(list(dep.filters))
+            except FilterError as err:
+                raise DefinitionError(
+                    f"feature {key}: filter of its dep on {dep.feature}: {err.message}",
+                    hint=err.hint,
+                    location=str(node.origin),
+                ) from None

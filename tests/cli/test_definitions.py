@@ -223,7 +223,7 @@ def test_human_error_goes_to_stderr(make_project) -> None:  # type: ignore[no-un
 def test_help_shows_an_example(command: str) -> None:
     result = mxd(command, "--help")
     assert result.exit_code == 0
-    assert "Example:" in result.stdout
+    assert "Examples:" in result.stdout
 
 
 def test_version() -> None:

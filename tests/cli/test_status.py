@@ -96,24 +96,16 @@ def test_stale_downstream_names_the_upstream(quickstart: Path) -> None:
     from mxd_cli.definitions.asset import AssetContext
     from mxd_cli.definitions.keys import FeatureKey
     from mxd_cli.engine.assets import root_samples
-    from mxd_cli.engine.increment import resolve_increment
-    from mxd_cli.engine.reader import CurrentRows
-    from mxd_cli.engine.writer import FeatureWriter
     from mxd_cli.store import open_store
+    from tests.engine_steps import Steps
 
     key = FeatureKey.parse("shop/reviews")
     with open_store(config) as store:
-        reader = CurrentRows(store, project.graph, project.versions)
-        node = project.graph[key]
+        steps = Steps(store, project.graph, project.versions, project="quickstart")
         samples = root_samples(
             project.registry.assets[key], AssetContext(key, "t", project.config.root)
         )
-        inc = resolve_increment(
-            node, project.graph, reader, algorithm="xxhash32", length=8, samples=samples
-        )
-        FeatureWriter(
-            store, node, project.versions, project="quickstart", algorithm="xxhash32", length=8
-        ).write(inc.to_compute())
+        steps.write(key, steps.resolve(key, samples))
     rows = by_feature(status_json(quickstart)[1])
     assert rows["shop/pricing"]["stale"] == 1
     assert rows["shop/pricing"]["causes"] == ["upstream shop/reviews: 1 sample changed"]
@@ -222,3 +214,21 @@ def test_status_beside_a_writer_process(quickstart: Path, backend: str) -> None:
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert int(out) > 0 and answers >= 2
+
+
+def test_a_branch_store_says_where_its_rows_come_from(quickstart: Path) -> None:
+    run_step(api.Project.load(cwd=quickstart))
+    config = quickstart / "metaxy.toml"
+    config.write_text(
+        config.read_text()
+        + '\n[stores.branch]\ntype = "duckdb"\n\n[stores.branch.config]\n'
+        + 'database = ".mxd/branch.duckdb"\nfallback_stores = ["dev"]\n'
+    )
+    code, report = status_json(quickstart)
+    assert code == 0
+    assert {f["source"] for f in report["features"]} == {"dev"}
+    result = mxd("-s", "branch", "status", "--json", cwd=quickstart)
+    branch = by_feature(json.loads(result.stdout))
+    assert {f["source"] for f in branch.values()} == {"dev"}
+    causes = branch["shop/ranking"]["causes"]
+    assert "rows served by fallback store 'dev' (none of its own here yet)" in causes

@@ -11,7 +11,7 @@ from mxd_cli.cli.app import app
 
 
 def main() -> None:
-    app()
+    app(prog_name="mxd")
 
 
 __all__ = ["app", "main"]

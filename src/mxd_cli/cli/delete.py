@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from mxd_cli import api
-from mxd_cli.cli.app import app, state_of
+from mxd_cli.cli.app import app, examples, state_of
 from mxd_cli.console import Output
 from mxd_cli.errors import UsageError
 
@@ -17,41 +17,59 @@ _COLUMNS = ["feature", "matched", "deleted", "rows", "via"]
 
 @app.command(
     "delete",
-    epilog="Example: mxd delete shop/products --filter \"category = 'gear'\" --cascade --dry-run",
+    epilog=examples(
+        "mxd delete shop/products --filter \"category = 'gear'\" --cascade --dry-run",
+        'mxd delete shop/products --filter "price > 100"',
+        "mxd delete shop/reviews --all --hard --yes",
+    ),
 )
 def delete_command(
     ctx: typer.Context,
     features: Annotated[
         list[str],
-        typer.Argument(help="Feature keys to delete from.", show_default=False),
+        typer.Argument(metavar="FEATURE", help="Feature keys to delete from.", show_default=False),
     ],
     filter: Annotated[
         list[str] | None,
         typer.Option(
-            "--filter", help="SQL WHERE condition on the current rows (several are ANDed)."
+            "--filter",
+            metavar="SQL",
+            help="SQL WHERE condition on the current rows (several are ANDed).",
         ),
     ] = None,
     hard: Annotated[
         bool,
         typer.Option(
             "--hard",
+            metavar="",
             help="Remove every stored row of the matched ids, soft-deleted ones and history "
             "included (no undo).",
         ),
     ] = False,
     cascade: Annotated[
         bool,
-        typer.Option("--cascade", help="Also delete downstream rows derived from the matches."),
+        typer.Option(
+            "--cascade", metavar="", help="Also delete downstream rows derived from the matches."
+        ),
     ] = False,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Count what would be deleted; write nothing.")
+        bool,
+        typer.Option("--dry-run", metavar="", help="Count what would be deleted; write nothing."),
     ] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before --hard.")] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", metavar="", help="Do not ask before --hard.")
+    ] = False,
     all_rows: Annotated[
-        bool, typer.Option("--all", help="Delete every current row (when no --filter is given).")
+        bool,
+        typer.Option(
+            "--all", metavar="", help="Delete every current row (when no --filter is given)."
+        ),
     ] = False,
     wait: Annotated[
-        float, typer.Option("--wait", help="Seconds to wait for another writer's lock.")
+        float,
+        typer.Option(
+            "--wait", metavar="SECONDS", min=0, help="Seconds to wait for another writer's lock."
+        ),
     ] = 0.0,
 ) -> None:
     """Delete rows chosen by --filter: soft (tombstones, the default) or --hard."""
@@ -120,6 +138,7 @@ def _render(out: Output, report: dict[str, Any]) -> None:
         rows,
         title=f"store: {report['store']} ({prefix}{report['mode']} delete)",
         numeric=["matched", "deleted", "rows"],
+        free=["via"],
     )
 
 

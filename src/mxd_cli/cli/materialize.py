@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import logging
+import os
 import signal
 from pathlib import Path
 from types import FrameType
@@ -12,39 +12,57 @@ from typing import Annotated, Any
 import typer
 
 from mxd_cli import api
-from mxd_cli.cli.app import Selectors, app, state_of
+from mxd_cli.cli.app import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    Selectors,
+    Terminated,
+    app,
+    examples,
+    state_of,
+)
 from mxd_cli.console import Output
-from mxd_cli.engine.materialize import RunOptions, RunResult
+from mxd_cli.engine.results import RunOptions, RunResult
 from mxd_cli.errors import UsageError
 
 _COUNTS = ["new", "stale", "orphaned", "unchanged", "written", "deleted"]
-_EXIT = {"success": 0, "failed": 1, "partial": 1, "interrupted": 130}
+_EXIT = {"success": 0, "failed": 1, "partial": 1, "interrupted": EXIT_INTERRUPTED}
 
 
 class GracefulStop:
-    """First Ctrl-C: finish the chunk in hand, record the run as interrupted, exit 130.
-    A second Ctrl-C aborts at once (an uncommitted chunk is rolled back by the store)."""
+    """First Ctrl-C or SIGTERM: finish the chunk in hand, record the run as interrupted,
+    exit 130 (143 for SIGTERM). A second signal aborts at once (an uncommitted chunk is
+    rolled back by the store)."""
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, out: Output) -> None:
         self.out = out
-        self.requested = False
-        self._previous: Any = None
+        self.requested: int | None = None  # the signal that asked to stop
+        self._previous: dict[int, Any] = {}
 
     def __call__(self) -> bool:
-        return self.requested
+        return self.requested is not None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_TERMINATED if self.requested == signal.SIGTERM else EXIT_INTERRUPTED
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        self.out.warn("interrupt: stopping after the current chunk (Ctrl-C again to abort)")
+        if self.requested is not None:
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        self.requested = signum
+        what = "terminate" if signum == signal.SIGTERM else "interrupt"
+        self.out.warn(f"{what}: stopping after the current chunk (again to abort)")
 
     def __enter__(self) -> GracefulStop:
-        self._previous = signal.signal(signal.SIGINT, self._handle)
+        for sig in self._SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
 
 def _partition(text: str | None) -> tuple[str, str] | None:
@@ -58,32 +76,18 @@ def _partition(text: str | None) -> tuple[str, str] | None:
     return column.strip(), value
 
 
-class _ToOutput(logging.Handler):
-    """Log records (asset ``ctx.log``, mxd's own warnings) as stderr messages."""
-
-    def __init__(self, out: Output) -> None:
-        super().__init__()
-        self.out = out
-        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        text = self.format(record)
-        if record.levelno >= logging.WARNING:
-            self.out.warn(text)
-        elif record.levelno >= logging.INFO:
-            self.out.info(text)
-        else:
-            self.out.debug(text)
-
-
-def _asset_logging(out: Output, verbose: int) -> None:
-    """Route the ``mxd`` loggers to this invocation's output (replacing earlier ones)."""
-    logger = logging.getLogger("mxd")
-    for old in [h for h in logger.handlers if isinstance(h, _ToOutput)]:
-        logger.removeHandler(old)
-    logger.addHandler(_ToOutput(out))
-    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-    logger.propagate = False
+def _check_report_path(report: Path) -> None:
+    """--report must be writable before the run starts (not after it committed)."""
+    if report.is_dir():
+        raise UsageError(f"--report {report} is a directory", hint="give a file path")
+    folder = report.parent
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("/"))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"--report {report}: cannot write in {existing}", hint="choose a writable path"
+        )
+    if report.exists() and not os.access(report, os.W_OK):
+        raise UsageError(f"--report {report} is not writable", hint="choose a writable path")
 
 
 def render(out: Output, result: RunResult) -> None:
@@ -111,60 +115,121 @@ def render(out: Output, result: RunResult) -> None:
 
 @app.command(
     "materialize",
-    epilog="Examples: mxd materialize | mxd materialize shop/ranking+ --dry-run | "
-    "mxd materialize --partition day=2026-11-01 --report run.json",
+    epilog=examples(
+        "mxd materialize",
+        "mxd materialize shop/ranking+ --dry-run",
+        "mxd materialize --partition day=2026-11-01 --report run.json",
+        "mxd --json materialize | jq '.features[] | {feature, written}'",
+    ),
 )
 def materialize_command(
     ctx: typer.Context,
     select: Selectors = None,
     filter: Annotated[
         list[str] | None,
-        typer.Option("--filter", help="Only samples matching this SQL condition (ANDed)."),
+        typer.Option(
+            "--filter", metavar="SQL", help="Only samples matching this SQL condition (ANDed)."
+        ),
     ] = None,
     keys: Annotated[
         list[str] | None,
-        typer.Option("--keys", help="Only these ids, comma-separated (one id column)."),
+        typer.Option(
+            "--keys",
+            metavar="ID,...",
+            help="Only these samples: ids of a one-column key (a,b,c), or one sample per "
+            "option by its id columns (doc=d1,chunk=3); downstream features follow.",
+        ),
     ] = None,
     sample: Annotated[
-        int | None, typer.Option("--sample", min=1, help="Compute at most N samples per feature.")
+        int | None,
+        typer.Option(
+            "--sample",
+            metavar="N",
+            min=1,
+            help="Only N root samples (chosen by --seed), and what derives from them.",
+        ),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of --sample.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", metavar="S", help="Seed of --sample.")] = 0,
     partition: Annotated[
         str | None,
-        typer.Option("--partition", help="COLUMN=VALUE: only this partition (ctx.partition)."),
+        typer.Option(
+            "--partition",
+            metavar="COLUMN=VALUE",
+            help="COLUMN=VALUE: only this partition (ctx.partition).",
+        ),
     ] = None,
-    full: Annotated[bool, typer.Option("--full", help="Recompute every selected sample.")] = False,
+    full: Annotated[
+        bool, typer.Option("--full", metavar="", help="Recompute every selected sample.")
+    ] = False,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show exactly what would run; write nothing.")
+        bool,
+        typer.Option("--dry-run", metavar="", help="Show exactly what would run; write nothing."),
     ] = False,
     fail_fast: Annotated[
         bool,
         typer.Option(
             "--fail-fast/--keep-going",
+            metavar="",
             help="Stop at the first failure, or go on with features that do not depend on it.",
         ),
     ] = False,
     chunk_size: Annotated[
-        int | None, typer.Option("--chunk-size", min=1, help="Rows per asset call.")
+        int | None, typer.Option("--chunk-size", metavar="N", min=1, help="Rows per asset call.")
     ] = None,
     keep_orphans: Annotated[
-        bool, typer.Option("--keep-orphans", help="Do not soft-delete orphaned samples.")
+        bool,
+        typer.Option("--keep-orphans", metavar="", help="Do not soft-delete orphaned samples."),
+    ] = False,
+    max_orphan_fraction: Annotated[
+        float | None,
+        typer.Option(
+            "--max-orphan-fraction",
+            metavar="F",
+            min=0,
+            max=1,
+            help="Refuse to soft-delete more than this share of a feature's samples "
+            "(default 0.5, or [ext.mxd] max_orphan_fraction).",
+        ),
+    ] = None,
+    allow_mass_delete: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mass-delete", metavar="", help="Soft-delete orphans however many there are."
+        ),
     ] = False,
     report: Annotated[
-        Path | None, typer.Option("--report", help="Write the JSON run report to FILE.")
+        Path | None,
+        typer.Option("--report", metavar="FILE", help="Write the JSON run report to FILE."),
     ] = None,
     wait: Annotated[
         float | None,
-        typer.Option("--wait", min=0, help="Seconds to wait for another writer's lock."),
+        typer.Option(
+            "--wait", metavar="SECONDS", min=0, help="Seconds to wait for another writer's lock."
+        ),
     ] = None,
 ) -> None:
     """Run assets in topological order on their increments (new and stale samples only)."""
     state = state_of(ctx)
     out = state.output
+    ids = tuple(k for k in keys or () if any(part.strip() for part in k.split(",")))
+    if keys is not None and len(ids) != len(keys):
+        raise UsageError(
+            f"--keys {','.join(keys)!r} names no ids",
+            hint="e.g. --keys id1,id2 (one id column) or --keys doc=d1,chunk=3 (one sample)",
+        )
+    for value in ids:
+        pairs = [p for p in value.split(",") if p.strip()]
+        if "=" in value and not all("=" in p and p.split("=", 1)[0].strip() for p in pairs):
+            raise UsageError(
+                f"--keys {value!r} mixes ids and column=value pairs",
+                hint="one sample per --keys: --keys doc=d1,chunk=3",
+            )
+    if report is not None:
+        _check_report_path(report)
     options = RunOptions(
         selectors=tuple(select or ()),
         filters=tuple(filter or ()),
-        keys=tuple(k.strip() for group in keys or () for k in group.split(",") if k.strip()),
+        keys=ids,
         sample=sample,
         seed=seed,
         partition=_partition(partition),
@@ -173,9 +238,10 @@ def materialize_command(
         fail_fast=fail_fast,
         chunk_size=chunk_size,
         keep_orphans=keep_orphans,
+        max_orphan_fraction=max_orphan_fraction,
+        allow_mass_delete=allow_mass_delete,
     )
     project = api.Project.load(state.config)
-    _asset_logging(out, state.verbose)
     with GracefulStop(out) as stop, out.progress() as progress:
         result = api.materialize(
             project,
@@ -193,15 +259,21 @@ def materialize_command(
         out.json(document)
     else:
         render(out, result)
-    code = _EXIT[result.status]
+    code = stop.exit_code if result.status == "interrupted" else _EXIT[result.status]
     if code:
         raise typer.Exit(code)
 
 
-@app.command("runs", epilog="Example: mxd runs --limit 5 --json")
+@app.command(
+    "runs",
+    epilog=examples(
+        "mxd runs",
+        "mxd runs --limit 5 --json",
+    ),
+)
 def runs_command(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Newest N runs.")] = 20,
+    limit: Annotated[int, typer.Option("--limit", metavar="N", min=1, help="Newest N runs.")] = 20,
 ) -> None:
     """History of materialize runs: when, what, status and counts. Read-only."""
     state = state_of(ctx)
@@ -238,4 +310,5 @@ def runs_command(
         rows,
         title=f"store: {history['store']}",
         numeric=["seconds", "features", "written", "deleted"],
+        free=["selection"],
     )

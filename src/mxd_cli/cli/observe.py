@@ -7,24 +7,37 @@ from typing import Annotated, Any
 import typer
 
 from mxd_cli import api
-from mxd_cli.cli.app import Selectors, app, state_of
+from mxd_cli.cli.app import Selectors, app, examples, state_of
 
 _COLUMNS = ["feature", "rows", "fingerprint", "last write", "changed", "behind"]
 
 
-@app.command("observe", epilog="Example: mxd observe shop/* --exit-code")
+@app.command(
+    "observe",
+    epilog=examples(
+        "mxd observe",
+        "mxd observe 'shop/*' --exit-code || echo 'something changed'",
+    ),
+)
 def observe_command(
     ctx: typer.Context,
     select: Selectors = None,
     exit_code: Annotated[
         bool,
         typer.Option(
-            "--exit-code", help="Exit 3 when any feature changed since its last observation."
+            "--exit-code",
+            metavar="",
+            help="Exit 3 when any feature changed since its last observation.",
         ),
     ] = False,
     wait: Annotated[
         float,
-        typer.Option("--wait", help="Seconds to wait for the writer lock to record observations."),
+        typer.Option(
+            "--wait",
+            metavar="SECONDS",
+            min=0,
+            help="Seconds to wait for the writer lock to record observations.",
+        ),
     ] = 5.0,
 ) -> None:
     """Per feature: rows, data version, last write, changed, and lag behind upstream."""
@@ -45,6 +58,7 @@ def observe_command(
             [_row(f) for f in report["features"]],
             title=f"store: {report['store']}",
             numeric=["rows"],
+            free=["behind"],
         )
     changed = sum(1 for f in report["features"] if f["changed"])
     out.info(

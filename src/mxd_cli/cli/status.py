@@ -7,24 +7,33 @@ from typing import Annotated
 import typer
 
 from mxd_cli import api
-from mxd_cli.cli.app import Selectors, app, state_of
+from mxd_cli.cli.app import Selectors, app, examples, state_of
 
 _COLUMNS = ["feature", "status", "stored", "new", "stale", "orphaned", "unchanged", "causes"]
 
 
 @app.command(
     "status",
-    epilog="Example: mxd status shop/* --filter \"category = 'shoes'\" --exit-code",
+    epilog=examples(
+        "mxd status",
+        "mxd status 'shop/*' --filter \"category = 'shoes'\"",
+        "mxd status --exit-code || mxd materialize",
+    ),
 )
 def status_command(
     ctx: typer.Context,
     select: Selectors = None,
     filter: Annotated[
         list[str] | None,
-        typer.Option("--filter", help="SQL WHERE condition on the samples (several are ANDed)."),
+        typer.Option(
+            "--filter",
+            metavar="SQL",
+            help="SQL WHERE condition on the samples (several are ANDed).",
+        ),
     ] = None,
     exit_code: Annotated[
-        bool, typer.Option("--exit-code", help="Exit 3 when any feature has pending work.")
+        bool,
+        typer.Option("--exit-code", metavar="", help="Exit 3 when any feature has pending work."),
     ] = False,
 ) -> None:
     """Per feature: stored, new, stale, orphaned and unchanged samples, and why. Read-only."""
@@ -44,6 +53,7 @@ def status_command(
             rows,
             title=f"store: {report['store']}",
             numeric=["stored", "new", "stale", "orphaned", "unchanged"],
+            free=["causes"],
         )
     if exit_code and report["pending"]:
         raise typer.Exit(3)
