@@ -386,11 +386,13 @@ class Floor:
         return change.todo.height, change.orphaned.height
 
     # phases
-    def status(self, *, causes: bool = True) -> dict[str, dict[str, int]]:
+    def status(
+        self, features: tuple[str, ...] = ORDER, *, causes: bool = True
+    ) -> dict[str, dict[str, int]]:
         """Per feature: stored, new, stale, orphaned, unchanged (``causes``: and how many
         fields moved in the stale samples of roots, as ``mxd status`` names them)."""
         result = {}
-        for feature in ORDER:
+        for feature in features:
             kind, ids = self.plan(feature)
             stored = self.table(feature)["rows"]
             if kind == "settled":
@@ -403,10 +405,10 @@ class Floor:
                 result[feature]["fields"] = sum(1 for n in change.fields.values() if n)
         return result
 
-    def materialize(self) -> dict[str, dict[str, int]]:
-        """Run every feature on its increment, then checkpoint it."""
+    def materialize(self, features: tuple[str, ...] = ORDER) -> dict[str, dict[str, int]]:
+        """Run every feature (of ``features``) on its increment, then checkpoint it."""
         result = {}
-        for feature in ORDER:
+        for feature in features:
             kind, ids = self.plan(feature)
             stored = self.table(feature)["rows"]
             if kind == "settled":
@@ -440,7 +442,7 @@ class Floor:
         result: dict[str, dict[str, Any]] = {}
         for feature in ORDER:
             rows = self.current(feature, [ID, DV, CREATED])
-            content = _content(rows)
+            content = content_summary(rows)
             content["last_written_at"] = self.table(feature).get("last_write")
             fingerprint = content["fingerprint"]
             was = previous.get(feature)
@@ -474,7 +476,7 @@ def _counts(stored: int, new: int, stale: int, orphaned: int) -> dict[str, int]:
     }
 
 
-def _content(rows: pl.LazyFrame | None) -> dict[str, Any]:
+def content_summary(rows: pl.LazyFrame | None) -> dict[str, Any]:
     """Row count, mean created_at and the order-independent fingerprint mxd observes."""
     if rows is None:
         return {"rows": 0, "data_version": "empty", "fingerprint": "0" * 32}
@@ -503,9 +505,13 @@ def _content(rows: pl.LazyFrame | None) -> dict[str, Any]:
     }
 
 
+DOWNSTREAM = (EMBEDDINGS, SCORES)
+
 PHASES = {
     "status": Floor.status,
     "materialize": Floor.materialize,
+    "materialize_root": lambda floor: floor.materialize((CLIPS,)),
+    "status_downstream": lambda floor: floor.status(DOWNSTREAM),
     "delete": Floor.delete,
     "observe": Floor.observe,
 }

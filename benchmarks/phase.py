@@ -19,18 +19,12 @@ import time
 STARTED = time.perf_counter()
 
 import argparse  # noqa: E402  (after the clock starts)
-import cProfile  # noqa: E402
 import importlib  # noqa: E402
-import json  # noqa: E402
-import resource  # noqa: E402
-import sys  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-
-def peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+from timing import measure  # noqa: E402
 
 
 def run_mxd(args: list[str]) -> tuple[int, Any]:
@@ -126,30 +120,7 @@ def main() -> None:
         def work() -> tuple[int, Any]:
             return 0, write()
 
-    imported = time.perf_counter()
-    baseline = peak_mib()
-    profiler = cProfile.Profile() if opts.profile else None
-    begun = time.perf_counter()
-    if profiler is not None:
-        profiler.enable()
-    try:
-        code, result = work()
-    finally:
-        if profiler is not None:
-            profiler.disable()
-        seconds = time.perf_counter() - begun
-    if profiler is not None:
-        profiler.dump_stats(opts.profile)
-    sys.stdout.flush()
-    timing = {
-        "seconds": seconds,
-        "imports": imported - STARTED,
-        "peak_mib": peak_mib(),
-        "baseline_mib": baseline,
-        "exit": code,
-        "result": result,
-    }
-    Path(opts.timing).write_text(json.dumps(timing, default=str))
+    measure(work, started=STARTED, timing=opts.timing, profile=opts.profile)
 
 
 if __name__ == "__main__":

@@ -87,29 +87,42 @@ def targets(runs: list[dict[str, Any]], store: str) -> list[dict[str, Any]]:
     for run in runs:
         n = run["rows"]
         s = {p["phase"]: p["summary"] for p in run["phases"]}
-        ratio = s["status_changed"].get("ratio")
+        ratio = s.get("status_changed", {}).get("ratio")
         add(
             n,
             "status after a 1% change",
             "<= 1.5x floor",
             ratio,
             _le(ratio, 1.5),
-            ratio_vs_full_floor=s["status_changed"].get("ratio_full"),
+            ratio_vs_full_floor=s.get("status_changed", {}).get("ratio_full"),
         )
-        noop = _median(s["materialize_noop"], "mxd")
+        noop = _median(s.get("materialize_noop", {}), "mxd")
         add(
             n,
             "no-op materialize",
             "< 0.5 s",
             noop,
             _le(noop, 0.5, strict=True),
-            total_seconds=_median(s["materialize_noop"], "mxd", "total_seconds"),
+            total_seconds=_median(s.get("materialize_noop", {}), "mxd", "total_seconds"),
         )
-        first = _median(s["materialize_first"], "mxd")
-        changed = _median(s["materialize_changed"], "mxd")
+        downstream = s.get("status_downstream")
+        if downstream is not None:
+            ratio = downstream.get("ratio")
+            add(n, "downstream status, root written", "<= 2x floor", ratio, _le(ratio, 2.0))
+            for name, peer in downstream.get("peers", {}).items():
+                faster = None if not peer.get("mxd_ratio") else 1 / peer["mxd_ratio"]
+                add(
+                    n,
+                    f"downstream vs {name}",
+                    f">= 10x faster than {name}",
+                    faster,
+                    _ge(faster, 10),
+                )
+        first = _median(s.get("materialize_first", {}), "mxd")
+        changed = _rerun(s, "mxd")
         share = None if first is None or changed is None else changed / first
-        floor_first = _median(s["materialize_first"], "floor")
-        floor_changed = _median(s["materialize_changed"], "floor")
+        floor_first = _median(s.get("materialize_first", {}), "floor")
+        floor_changed = _rerun(s, "floor")
         floor_share = (
             None if not floor_first or floor_changed is None else floor_changed / floor_first
         )
@@ -123,14 +136,14 @@ def targets(runs: list[dict[str, Any]], store: str) -> list[dict[str, Any]]:
         add(
             n, "peak memory vs floor", "<= 1.5x", worst[0], _le(worst[0], 1.5), worst_phase=worst[1]
         )
-        rate = s["write"].get("mxd_rows_per_second")
+        rate = s.get("write", {}).get("mxd_rows_per_second")
         add(
             n,
             f"{store} write rate",
             ">= 5M rows/s" if store == "duckdb" else "(target is DuckDB's)",
             rate,
             _ge(rate, 5e6) if store == "duckdb" else None,
-            floor_rows_per_second=s["write"].get("floor_rows_per_second"),
+            floor_rows_per_second=s.get("write", {}).get("floor_rows_per_second"),
         )
     noops = [(r["rows"], _median(_phase(r, "materialize_noop"), "mxd")) for r in runs]
     if len(noops) > 1 and all(v is not None for _, v in noops):
@@ -146,8 +159,14 @@ def targets(runs: list[dict[str, Any]], store: str) -> list[dict[str, Any]]:
     return found
 
 
+def _rerun(s: dict[str, dict[str, Any]], side: str) -> float | None:
+    """The whole 1%-change re-run: the root's materialize (when run alone) plus the rest."""
+    parts = [_median(s[p], side) for p in ("materialize_root", "materialize_changed") if p in s]
+    return None if not parts or None in parts else sum(p for p in parts if p is not None)
+
+
 def _phase(run: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(p["summary"] for p in run["phases"] if p["phase"] == name)
+    return next((p["summary"] for p in run["phases"] if p["phase"] == name), {})
 
 
 def _le(value: float | None, limit: float, *, strict: bool = False) -> bool | None:
@@ -188,39 +207,74 @@ def _mib(spread: dict[str, float] | None) -> str:
     return "-" if spread is None else f"{spread['median']:,.0f}"
 
 
+def peer_names(run: dict[str, Any]) -> list[str]:
+    return sorted({name for p in run["phases"] for name in p["summary"].get("peers", {})})
+
+
+def _peer_cells(summary: dict[str, Any], name: str) -> list[str]:
+    """A peer's seconds, peak MiB and mxd / peer ratio; its state where it has no numbers;
+    a dagger where the phase has no equivalent in the peer (see the notes)."""
+    peer = summary.get("peers", {}).get(name)
+    if peer is None:
+        return ["-", "-", "-"]
+    if peer["state"] != "ok":
+        died = peer.get("failed_peak_mib")
+        return [peer["state"], "-" if died is None else f"{died:,.0f}", "-"]
+    mark = "†" if peer.get("note") else ""
+    ratio = "-" if mark else _times(peer.get("mxd_ratio"))
+    return [_seconds(peer.get("seconds")) + mark, _mib(peer.get("peak_mib")), ratio]
+
+
 def table_rows(run: dict[str, Any]) -> list[list[str]]:
-    header = [
-        "phase",
-        "mxd s",
-        "total s",
-        "peak MiB",
-        "floor s",
-        "floor MiB",
-        "ratio",
-        "mem ratio",
-        "full-floor s",
-        "ratio",
-    ]
+    names = peer_names(run)
+    header = ["phase", "mxd s", "total s", "peak MiB"]
+    for name in names:
+        header += [f"{name} s", f"{name} MiB", f"mxd/{name}"]
+    header += ["floor s", "floor MiB", "ratio", "mem ratio", "full-floor s", "ratio"]
     rows = [header]
     for p in run["phases"]:
         s = p["summary"]
         mxd, floor, full = s.get("mxd", {}), s.get("floor", {}), s.get("floor_full", {})
         state = s["state"]
-        rows.append(
-            [
-                p["title"],
-                _seconds(mxd.get("seconds")) if state == "ok" else state,
-                _seconds(mxd.get("total_seconds")) if state == "ok" else "-",
-                _mib(mxd.get("peak_mib")),
-                _seconds(floor.get("seconds")),
-                _mib(floor.get("peak_mib")),
-                _times(s.get("ratio")),
-                _times(s.get("memory_ratio")),
-                _seconds(full.get("seconds")) if full else "",
-                _times(s.get("ratio_full")) if full else "",
-            ]
-        )
+        died = [
+            r["mxd"]["process_peak_mib"]
+            for r in p["repeats"]
+            if r["mxd"]["state"] == "failed" and "process_peak_mib" in r["mxd"]
+        ]
+        row = [
+            p["title"],
+            _seconds(mxd.get("seconds")) if state == "ok" else state,
+            _seconds(mxd.get("total_seconds")) if state == "ok" else "-",
+            _mib(mxd.get("peak_mib")) if state == "ok" or not died else f"{max(died):,.0f}",
+        ]
+        for name in names:
+            row += _peer_cells(s, name)
+        row += [
+            _seconds(floor.get("seconds")),
+            _mib(floor.get("peak_mib")),
+            _times(s.get("ratio")),
+            _times(s.get("memory_ratio")),
+            _seconds(full.get("seconds")) if full else "",
+            _times(s.get("ratio_full")) if full else "",
+        ]
+        rows.append(row)
     return rows
+
+
+def peer_notes(run: dict[str, Any]) -> list[str]:
+    """Below a table: missing peers with the reason, phases without an equivalent."""
+    notes: list[str] = []
+    for name in peer_names(run):
+        found = [(p["phase"], p["summary"]["peers"].get(name, {})) for p in run["phases"]]
+        reasons: dict[tuple[str, str], list[str]] = {}
+        for phase, s in found:
+            if s.get("reason"):
+                reasons.setdefault((s["state"], s["reason"]), []).append(phase)
+        for (state, reason), phases in reasons.items():
+            where = "" if state == "missing" else f" ({', '.join(phases)})"
+            notes.append(f"{name}: {state.upper()}{where}: {reason}")
+        notes += [f"† {phase} ({name}): {s['note']}" for phase, s in found if s.get("note")]
+    return notes
 
 
 def _grid(rows: list[list[str]]) -> str:
@@ -246,8 +300,13 @@ def render(doc: dict[str, Any]) -> str:
         f"polars {v['polars']}, duckdb {v['duckdb']}, deltalake {v['deltalake']}, "
         f"mxd {v['mxd']} ({v['mxd_git']}{', src modified' if v['mxd_src_uncommitted_changes'] else ''})",
         "seconds: median (min–max) of the work inside the process; total: the whole process "
-        "(interpreter start and imports too); ratio: mxd / floor",
+        "(interpreter start and imports too); ratio: mxd / floor; mxd/<peer>: mxd / the peer",
     ]
+    for env in doc.get("peers", []):
+        packages = env.get("packages") or {}
+        shown = ", ".join(f"{k} {v}" for k, v in packages.items() if k != env["name"])
+        state = f"MISSING: {env['missing']}" if env.get("missing") else shown
+        out.append(f"peer {env['name']} {env['version']} ({state})")
     for run in doc["runs"]:
         edit = run.get("edit") or {}
         out += [
@@ -256,7 +315,7 @@ def render(doc: dict[str, Any]) -> str:
             f"{edit.get('added', 0):,} added, {edit.get('removed', 0):,} removed)",
             _grid(table_rows(run)),
         ]
-        write = next(p["summary"] for p in run["phases"] if p["phase"] == "write")
+        write = next((p["summary"] for p in run["phases"] if p["phase"] == "write"), {})
         if write.get("mxd_rows_per_second"):
             out.append(
                 f"store write of {write.get('rows', 0):,} clips rows "
@@ -265,13 +324,38 @@ def render(doc: dict[str, Any]) -> str:
                 f"({write.get('mxd_mib_per_second', 0):,.0f} MiB/s), floor (Parquet) "
                 f"{write.get('floor_rows_per_second', 0) / 1e6:.2f}M rows/s "
                 f"({write.get('floor_mib_per_second', 0):,.0f} MiB/s)"
+                + "".join(
+                    f", {name} {peer['rows_per_second'] / 1e6:.2f}M rows/s"
+                    for name, peer in write.get("peers", {}).items()
+                    if peer.get("rows_per_second")
+                )
             )
+        loads = sorted(
+            side["load"]
+            for p in run["phases"]
+            for rep in p["repeats"]
+            for side in [rep["mxd"], rep["floor"], *rep.get("peers", {}).values()]
+            if side.get("load") is not None
+        )
+        if loads:
+            out.append(
+                f"load average (1 min) as each process started: median "
+                f"{loads[len(loads) // 2]:.1f}, {loads[0]:.1f}–{loads[-1]:.1f} "
+                f"on {doc['machine'].get('usable_cores')} cores"
+            )
+        out += [f"  {note}" for note in peer_notes(run)]
         for p in run["phases"]:
             for problem in p["summary"].get("disagreements", []):
                 out.append(f"  ! {p['phase']}: {problem}")
+            for peer in p["summary"].get("peers", {}).values():
+                out += [f"  ! {p['phase']}: {problem}" for problem in peer["disagreements"]]
             for rep in p["repeats"]:
-                if rep["mxd"]["state"] == "failed":
-                    out.append(f"  ! {p['phase']} failed: {rep['mxd'].get('stderr', '')[-300:]}")
+                sides = [("mxd", rep["mxd"]), *rep.get("peers", {}).items()]
+                for who, side in sides:
+                    if side["state"] == "failed":
+                        tail = side.get("stderr", "")[-300:] or "(no output)"
+                        code = side.get("exit")
+                        out.append(f"  ! {p['phase']} failed ({who}, exit {code}): {tail}")
     if doc.get("targets"):
         out += ["", "targets (medians):"]
         for t in doc["targets"]:
@@ -279,7 +363,7 @@ def render(doc: dict[str, Any]) -> str:
             shown = "-" if value is None else _target_value(t["target"], value)
             verdict = {True: "met", False: "MISSED", None: "n/a"}[t["met"]]
             out.append(
-                f"  N={t['rows']:>10,}  {t['target']:<28} {t['goal']:<22} {shown:>12}  {verdict}"
+                f"  N={t['rows']:>10,}  {t['target']:<32} {t['goal']:<28} {shown:>12}  {verdict}"
             )
     return "\n".join(out)
 
@@ -296,13 +380,24 @@ def _target_value(name: str, value: float) -> str:
 
 def progress_line(n: int, rep: int, phase: Any, result: dict[str, Any]) -> str:
     mxd, floor = result["mxd"], result["floor"]
-    if mxd["state"] != "ok":
-        return f"N={n:,} rep {rep + 1} {phase.name}: mxd {mxd['state']}"
-    return (
-        f"N={n:,} rep {rep + 1} {phase.name}: mxd {mxd['seconds']:.3f}s "
-        f"({mxd['total_seconds']:.2f}s total, {mxd['peak_mib']:.0f} MiB), "
+    parts = [f"N={n:,} rep {rep + 1} {phase.name}:"]
+    for who, side in [("mxd", mxd), *result.get("peers", {}).items()]:
+        if side["state"] != "ok":
+            parts.append(f"{who} {side['state']},")
+        else:
+            parts.append(
+                f"{who} {side['seconds']:.3f}s ({side['total_seconds']:.2f}s total, "
+                f"{side['peak_mib']:.0f} MiB),"
+            )
+    parts.append(
         f"floor {floor.get('seconds', float('nan')):.3f}s ({floor.get('peak_mib', 0):.0f} MiB)"
     )
+    return " ".join(parts)
+
+
+def _median_only(cell: str) -> str:
+    median = cell.split(" (")[0]
+    return median + "†" if cell.endswith("†") and not median.endswith("†") else median
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -316,11 +411,14 @@ def markdown(doc: dict[str, Any]) -> str:
             "",
         ]
         rows = table_rows(run)
-        rows = [[row[0]] + [c.split(" (")[0] for c in row[1:]] for row in rows]  # medians
+        rows = [[row[0]] + [_median_only(c) for c in row[1:]] for row in rows]
         lines.append("| " + " | ".join(rows[0]) + " |")
         lines.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(rows[0]))) + "|")
         lines += ["| " + " | ".join(c or " " for c in row) + " |" for row in rows[1:]]
         lines.append("")
+        lines += [f"{note}  " for note in peer_notes(run)]
+        if peer_notes(run):
+            lines.append("")
     return "\n".join(lines)
 
 
