@@ -88,7 +88,20 @@ def test_default_mapping_same_key_else_all_and_explicit_mappings() -> None:
         key="t/down", id_columns=["id"], fields=["a"],
         deps=[mx.FeatureDep(feature="t/up", fields_mapping=mx.FieldsMapping.none())],
     )  # fmt: skip
-    assert build(up, none)[FeatureKey.parse("t/down")].parent_fields[mx.FieldKey.parse("a")] == ()
+    with pytest.raises(DefinitionError, match=r"t/down: field a maps to no upstream field"):
+        build(up, none)  # as Metaxy: "No upstream fields found"
+    other = mx.FeatureSpec(key="t/other", id_columns=["id"], fields=["a"])
+    none_and_other = mx.FeatureSpec(
+        key="t/down", id_columns=["id"], fields=["a"],
+        deps=[
+            mx.FeatureDep(feature="t/up", fields_mapping=mx.FieldsMapping.none()),
+            mx.FeatureDep(feature="t/other"),
+        ],
+    )  # fmt: skip
+    g = build(up, other, none_and_other)
+    assert [
+        str(p) for p in g[FeatureKey.parse("t/down")].parent_fields[mx.FieldKey.parse("a")]
+    ] == ["t/other.a"]
 
 
 def test_suffix_matching() -> None:

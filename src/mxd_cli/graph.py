@@ -99,6 +99,13 @@ def _resolve_field(
     else:
         for dep in spec.deps:
             refs.update(_mapped_fields(dep, field.key, upstream[dep.feature]))
+        if spec.deps and not refs:  # Metaxy refuses this too ("No upstream fields found")
+            raise DefinitionError(
+                f"feature {spec.key}: field {field.key} maps to no upstream field",
+                hint="give the field explicit deps, or a fields_mapping on one of its "
+                "FeatureDeps that reaches an upstream field",
+                location=_where(definition),
+            )
     return tuple(sorted(refs, key=str))
 
 

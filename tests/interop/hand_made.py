@@ -12,11 +12,6 @@ Not here, and why:
   item 6); mxd orders by the upstream ids and cannot match a moving target;
 - three or more deps on one feature: Metaxy 0.1.11 fails on them (``DuplicateError`` on
   ``metaxy_deleted_at_right``);
-- a dep filter naming a renamed column: the known divergence of issue 12, item 2 (strict
-  xfail in ``test_known_divergences.py``);
-- a downstream field that maps to no upstream field (``FieldsMapping.none()`` without
-  field deps, or a ``specific`` mapping without an entry for it): Metaxy refuses the graph
-  (``RuntimeError: No upstream fields found``), mxd gives the field no parents.
 """
 
 from __future__ import annotations
