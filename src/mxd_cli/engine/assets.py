@@ -5,7 +5,8 @@ Assets may return (or yield) Polars, pandas or Arrow frames; narwhals reads them
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import narwhals as nw
@@ -70,15 +71,8 @@ def _is_table(obj: Any) -> bool:
 def call_raw(asset: AssetDefinition, ctx: AssetContext, *args: Any) -> Any:
     """Call an asset and return what it returned (anything it raises becomes an
     AssetError naming it; None is refused)."""
-    try:
+    with blamed_on(asset):
         result = asset.fn(ctx, *args)
-    except MxdError:
-        raise
-    except Exception as exc:
-        raise AssetError(
-            f"asset {asset.name!r} of {asset.feature} raised {type(exc).__name__}: {exc}",
-            location=str(asset.origin),
-        ) from exc
     if result is None:
         raise AssetError(
             f"asset {asset.name!r} of {asset.feature} returned None",
@@ -89,9 +83,17 @@ def call_raw(asset: AssetDefinition, ctx: AssetContext, *args: Any) -> Any:
 
 
 def call_asset(asset: AssetDefinition, ctx: AssetContext, *args: Any) -> list[pl.DataFrame]:
-    """Call an asset; anything it raises becomes an AssetError naming it."""
-    try:
+    """Call an asset; anything it raises (also while a generator asset yields) becomes an
+    AssetError naming it."""
+    with blamed_on(asset):
         return frames_of(asset.fn(ctx, *args), asset)
+
+
+@contextmanager
+def blamed_on(asset: AssetDefinition) -> Iterator[None]:
+    """Turn what user code raises inside the block into an AssetError naming the asset."""
+    try:
+        yield
     except MxdError:
         raise
     except Exception as exc:

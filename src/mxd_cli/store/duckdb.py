@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -478,19 +479,11 @@ class DuckDBStore(MetadataStore):
         arrow = frame.to_arrow()
         con.register("__mxd_incoming", arrow)
         try:
-            con.execute("BEGIN TRANSACTION")
-            try:
+            with self._transaction(con, table, "write to"):
                 self._prepare(con, name, "__mxd_incoming")
                 con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM __mxd_incoming")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        except _duckdb_error() as exc:
-            raise StoreError(f"cannot write to DuckDB store {self.database}: {exc}") from exc
         finally:
             con.unregister("__mxd_incoming")
-            self.refresh(table)
         return frame.height
 
     def append_query(self, table: Table, query: exp.Expr) -> int:
@@ -500,24 +493,32 @@ class DuckDBStore(MetadataStore):
         con = engine.con
         sql = engine.render(query)
         engine._ensure_functions(con)
+        with self._transaction(con, table, "write to"):
+            con.execute(f"CREATE TEMP VIEW __mxd_query AS {sql}")
+            self._prepare(con, name, "__mxd_query")
+            inserted = con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM __mxd_query")
+            count = inserted.fetchall()[0][0]
+            con.execute("DROP VIEW __mxd_query")
+        return int(count)
+
+    @contextmanager
+    def _transaction(
+        self, con: duckdb.DuckDBPyConnection, table: Table, doing: str
+    ) -> Iterator[None]:
+        """The block as one transaction on ``con``: committed, or rolled back (a DuckDB
+        error raised as a StoreError); the table's cached state is refreshed either way."""
         try:
             con.execute("BEGIN TRANSACTION")
             try:
-                con.execute(f"CREATE TEMP VIEW __mxd_query AS {sql}")
-                self._prepare(con, name, "__mxd_query")
-                count = con.execute(
-                    f"INSERT INTO {name} BY NAME SELECT * FROM __mxd_query"
-                ).fetchall()[0][0]
-                con.execute("DROP VIEW __mxd_query")
+                yield
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
         except _duckdb_error() as exc:
-            raise StoreError(f"cannot write to DuckDB store {self.database}: {exc}") from exc
+            raise StoreError(f"cannot {doing} DuckDB store {self.database}: {exc}") from exc
         finally:
             self.refresh(table)
-        return int(count)
 
     def _prepare(self, con: duckdb.DuckDBPyConnection, name: str, source: str) -> None:
         """Create the table from ``source``'s columns, or add the columns and struct fields
@@ -549,18 +550,8 @@ class DuckDBStore(MetadataStore):
         engine = self.engine()
         query = exp.delete(ref, where=condition)
         con = engine.con
-        try:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                removed = con.execute(engine.render(query)).fetchall()[0][0]
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        except _duckdb_error() as exc:
-            raise StoreError(f"cannot delete from DuckDB store {self.database}: {exc}") from exc
-        finally:
-            self.refresh(table)
+        with self._transaction(con, table, "delete from"):
+            removed = con.execute(engine.render(query)).fetchall()[0][0]
         return int(removed)
 
     def replace(self, table: Table, frame: pl.DataFrame) -> None:
