@@ -8,9 +8,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mxd_cli.project import Project as Project  # re-exported: api.Project.load(...)
+
+if TYPE_CHECKING:
+    from mxd_cli.definitions.keys import FeatureKey
+
+
+def fields_of(project: Project, key: FeatureKey) -> list[dict[str, Any]]:
+    """A feature's fields: code version, field version and upstream fields of each."""
+    node, versions = project.graph[key], project.versions[key]
+    return [
+        {
+            "field": str(f.key),
+            "code_version": f.code_version,
+            "version": versions.field_versions[f.key],
+            "deps": [str(p) for p in node.parent_fields[f.key]],
+        }
+        for f in node.spec.fields
+    ]
 
 
 def list_features(project: Project, selectors: Sequence[str] = ()) -> dict[str, Any]:
@@ -33,15 +50,7 @@ def list_features(project: Project, selectors: Sequence[str] = ()) -> dict[str, 
                 "description": node.spec.description,
                 "has_asset": key in project.registry.assets,
                 "defined_at": str(node.origin),
-                "fields": [
-                    {
-                        "field": str(f.key),
-                        "code_version": f.code_version,
-                        "version": v.field_versions[f.key],
-                        "deps": [str(p) for p in node.parent_fields[f.key]],
-                    }
-                    for f in node.spec.fields
-                ],
+                "fields": fields_of(project, key),
             }
         )
     return {"project": project.config.project, "features": features}

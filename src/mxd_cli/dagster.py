@@ -124,15 +124,7 @@ def _spec(project: api.Project, key: FeatureKey) -> dg.AssetSpec:
         "mxd/feature_version": versions.feature_version,
         "mxd/table": key.table_name,
         "mxd/id_columns": list(node.spec.id_columns),
-        "mxd/fields": [
-            {
-                "field": str(f.key),
-                "code_version": f.code_version,
-                "version": versions.field_versions[f.key],
-                "deps": [str(p) for p in node.parent_fields[f.key]],
-            }
-            for f in node.spec.fields
-        ],
+        "mxd/fields": api.fields_of(project, key),
         "dagster/table_name": key.table_name,
     }
     if node.spec.metadata:
