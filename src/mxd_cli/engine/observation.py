@@ -280,13 +280,6 @@ def previous_observations(
     return found
 
 
-def previous_fingerprints(
-    store: MetadataStore, project: str, features: Iterable[FeatureKey]
-) -> dict[FeatureKey, str]:
-    """The fingerprint of each feature's latest recorded observation in ``store``."""
-    return {k: o.fingerprint for k, o in previous_observations(store, project, features).items()}
-
-
 def observation_rows(
     observations: Sequence[Observation], project: str, at: datetime
 ) -> pl.DataFrame:

@@ -2,7 +2,7 @@
 
 - Downstream field ``f``: ``T(h("f|code_version|parent1|dv(parent1)|..."))`` with parents in
   fully-qualified-string order and ``dv`` the upstream row's data version of that field
-  (empty for a missing optional parent).
+  (empty for a missing optional parent); built in SQL by :mod:`mxd_cli.engine.plan`.
 - Sample provenance: ``T(h(join("|", per-field values sorted by struct key)))``.
 - Root features: provenance per field comes with the samples; when it does not, mxd
   derives it from the sample's columns (see :func:`derive_root_provenance`).
@@ -12,14 +12,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import polars as pl
 
-from mxd_cli.definitions.keys import FieldKey
 from mxd_cli.engine.hashing import combine_expr, hash_expr, joined
 from mxd_cli.errors import AssetError
-from mxd_cli.graph import FeatureNode, FieldRef
+from mxd_cli.graph import FeatureNode
 from mxd_cli.store import columns as c
 
 
@@ -31,22 +30,6 @@ def combined(struct_column: str, node: FeatureNode, algorithm: str, length: int)
     """Recipe 10 over the declared fields of ``struct_column`` (extra struct keys ignored)."""
     values = [pl.col(struct_column).struct.field(k) for k in sorted_struct_keys(node)]
     return combine_expr(values, algorithm, length)
-
-
-def field_provenance(
-    node: FeatureNode,
-    parent_value: Mapping[FieldRef, pl.Expr],
-    algorithm: str,
-    length: int,
-) -> pl.Expr:
-    """The ``metaxy_provenance_by_field`` struct of a downstream feature (spec field order)."""
-    fields = []
-    for field in node.spec.fields:
-        parts: list[pl.Expr] = [pl.lit(str(field.key)), pl.lit(field.code_version)]
-        for parent in node.parent_fields[field.key]:
-            parts += [pl.lit(str(parent)), parent_value[parent]]
-        fields.append(hash_expr(joined(parts), algorithm, length).alias(field.key.struct_key))
-    return pl.struct(fields).alias(c.PROVENANCE_BY_FIELD)
 
 
 def user_columns(frame_columns: Sequence[str], id_columns: Sequence[str]) -> list[str]:
@@ -135,7 +118,3 @@ def with_data_versions(
         pl.col(c.PROVENANCE_BY_FIELD).alias(c.DATA_VERSION_BY_FIELD),
         pl.col(c.PROVENANCE).alias(c.DATA_VERSION),
     )
-
-
-def parent_data_version(dv_column: str, field: FieldKey) -> pl.Expr:
-    return pl.col(dv_column).struct.field(field.struct_key)

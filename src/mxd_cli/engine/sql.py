@@ -8,7 +8,7 @@ engine (:class:`~mxd_cli.store.sql_engine.DuckDBEngine` and its peers), so the p
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlglot import exp
@@ -59,10 +59,6 @@ def true() -> exp.Expr:
 
 def false() -> exp.Expr:
     return exp.false()
-
-
-def select_columns(names: Iterable[str], table: str | None = None) -> list[exp.Expr]:
-    return [col(n, table) for n in names]
 
 
 def in_keys(keys: Sequence[str], relation: exp.Expr) -> exp.Expr:
