@@ -222,24 +222,13 @@ class FeatureStep:
         if query is None:
             return
         groups = engine.frame(query).drop(CHANGE)  # one row per group: small beside members
-        group = CommitGroup(
-            writer.write,
-            interval=float(run.project.config.mxd.get("commit_interval", 0.5)),
-            committed=lambda rows_in, written: self._committed(res, rows_in, written),
-        )
+        group = self.commit_group(writer, res)
         for start in range(0, groups.height, size):
             if run.should_stop():
                 group.flush()
                 raise Stopped
             chunk = groups.slice(start, size)
-            given = self.members(increment, chunk)
-            try:
-                rows = self.call(ctx, chunk, increment, given=given)
-                writer.check_types(rows, self.asset)
-            except AssetError:
-                group.flush()
-                raise
-            group.add(rows, chunk.height)
+            self.compute(ctx, chunk, increment, writer, group, given=self.members(increment, chunk))
             if group.due():
                 group.flush()
         group.flush()
@@ -273,9 +262,36 @@ class FeatureStep:
             rows = rows.join(chunk.select(*key, *extra), on=key, how="left")
         return rows
 
-    def _committed(self, res: FeatureResult, rows_in: int, written: int) -> None:
-        res.written += written
-        self.run.listener.rows_done(str(self.key), rows_in)
+    def commit_group(self, writer: FeatureWriter, res: FeatureResult) -> CommitGroup:
+        """Asset outputs committed together every ``commit_interval`` seconds; progress and
+        ``written`` move when a group is durable."""
+
+        def committed(rows_in: int, written: int) -> None:
+            res.written += written
+            self.run.listener.rows_done(str(self.key), rows_in)
+
+        interval = float(self.run.project.config.mxd.get("commit_interval", 0.5))
+        return CommitGroup(writer.write, interval=interval, committed=committed)
+
+    def compute(
+        self,
+        ctx: AssetContext,
+        chunk: pl.DataFrame,
+        increment: Increment,
+        writer: FeatureWriter,
+        group: CommitGroup,
+        *,
+        given: pl.DataFrame | None = None,
+    ) -> None:
+        """The asset's output for one chunk, checked and added to ``group``; on an asset
+        error the chunks before it are committed first, then the error goes up."""
+        try:
+            rows = self.call(ctx, chunk, increment, given=given)
+            writer.check_types(rows, self.asset)
+        except AssetError:
+            group.flush()
+            raise
+        group.add(rows, chunk.height)
 
     def write_chunks(self, increment: Increment, writer: FeatureWriter, res: FeatureResult) -> None:
         """Downstream rows: chunks to the asset, outputs committed in groups."""
@@ -287,20 +303,7 @@ class FeatureStep:
         ctx = run.context(self.key, increment.counts)
         skey = list(increment.key_columns)
         last: list[tuple[object, ...]] = []
-
-        def commit(frame: pl.DataFrame) -> int:
-            return writer.write(frame)
-
-        def committed(rows_in: int, written: int) -> None:
-            res.written += written
-            run.listener.rows_done(str(self.key), rows_in)
-
-        mxd = run.project.config.mxd
-        group = CommitGroup(
-            commit,
-            interval=float(mxd.get("commit_interval", 0.5)),
-            committed=committed,
-        )
+        group = self.commit_group(writer, res)
         after: Sequence[object] | None = None
         while True:
             restarted = False
@@ -322,13 +325,7 @@ class FeatureStep:
                     chunk = pl.from_arrow(batch)
                     assert isinstance(chunk, pl.DataFrame)
                     chunk = chunk.drop(CHANGE)
-                    try:
-                        rows = self.call(ctx, chunk, increment)
-                        writer.check_types(rows, self.asset)
-                    except AssetError:
-                        group.flush()  # the chunks before the failing one are kept
-                        raise
-                    group.add(rows, chunk.height)
+                    self.compute(ctx, chunk, increment, writer, group)
                     last[:] = [chunk.select(skey).row(-1)]
                     if group.due():
                         group.flush()
