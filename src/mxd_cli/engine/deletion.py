@@ -36,6 +36,7 @@ from mxd_cli.engine.sql import alias, col, in_keys, lit
 from mxd_cli.graph import FeatureGraph, FeatureNode
 from mxd_cli.store import columns as c
 from mxd_cli.store.base import MetadataStore, latest_rows, now_utc, tombstones
+from mxd_cli.store.sql_engine import SqlEngine
 from mxd_cli.versioning import GraphVersions
 
 Mode = Literal["soft", "hard"]
@@ -176,17 +177,9 @@ def plan_deletion(
     return DeletionPlan(mode, [matched[k] for k in graph.order if k in matched])
 
 
-def _keep(engine: object, query: exp.Select) -> exp.Table:
+def _keep(engine: SqlEngine, query: exp.Select) -> exp.Table:
     """Materialize ``query`` in a temporary table (the plan reads it several times)."""
-    from mxd_cli.store.sql_engine import DuckDBEngine
-
-    assert isinstance(engine, DuckDBEngine)
-    schema = engine.arrow(
-        exp.select("*").from_(query.subquery("__mxd_k", copy=False)).limit(0, copy=False)
-    ).schema
-    table = engine.temp_table(schema, prefix="__mxd_deleted")
-    engine.execute(f"INSERT INTO {engine.render(table)} {engine.render(query)}")
-    return table
+    return engine.materialize(query, prefix="__mxd_deleted")
 
 
 def _shared_key(node: FeatureNode, dep: FeatureDep) -> list[str]:

@@ -40,7 +40,7 @@ from mxd_cli.errors import DefinitionError, FilterError, did_you_mean
 from mxd_cli.graph import FeatureGraph, FeatureNode, FieldRef
 from mxd_cli.store import columns as c
 from mxd_cli.store.base import latest_rows
-from mxd_cli.store.sql_engine import DuckDBEngine
+from mxd_cli.store.sql_engine import SqlEngine
 
 DV_PREFIX = "__mxd_dv_"
 HASH_PREFIX = "__mxd_h_"
@@ -149,7 +149,7 @@ def _dep_rows(
     dep: FeatureDep,
     source: TableSource,
     feature_version: str,
-    engine: DuckDBEngine,
+    engine: SqlEngine,
     hashing: HashSettings,
     touched: exp.Expr | None,
     keep: Keep | None = None,
@@ -264,7 +264,7 @@ def expected_rows(
     graph: FeatureGraph,
     locate: Locate,
     feature_version: Callable[[FeatureKey], str],
-    engine: DuckDBEngine,
+    engine: SqlEngine,
     hashing: HashSettings,
     *,
     touched: exp.Expr | None = None,

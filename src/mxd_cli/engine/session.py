@@ -23,7 +23,7 @@ from mxd_cli.definitions.keys import FeatureKey
 from mxd_cli.engine.plan import HashSettings, TableSource
 from mxd_cli.graph import FeatureGraph
 from mxd_cli.store.base import MetadataStore
-from mxd_cli.store.sql_engine import DuckDBEngine
+from mxd_cli.store.sql_engine import SqlEngine
 from mxd_cli.versioning import GraphVersions
 
 Binding = tuple[MetadataStore, Callable[[tuple[str, ...]], "exp.Table | None"]]
@@ -54,7 +54,7 @@ class Session:
         self._kept: dict[FeatureKey, list[exp.Table]] = {}
 
     @property
-    def engine(self) -> DuckDBEngine:
+    def engine(self) -> SqlEngine:
         return self.store.engine()
 
     def feature_version(self, key: FeatureKey) -> str:

@@ -27,7 +27,7 @@ from sqlglot import exp
 from mxd_cli.store import columns as c
 
 if TYPE_CHECKING:
-    from mxd_cli.store.sql_engine import DuckDBEngine
+    from mxd_cli.store.sql_engine import SqlEngine
 
 Table = tuple[str, ...]
 """A table address: a feature key's parts, or a system table's parts."""
@@ -147,14 +147,14 @@ class MetadataStore(abc.ABC):
 
     # ---- the engine and the tables in it -----------------------------------------------
     @abc.abstractmethod
-    def engine(self) -> DuckDBEngine:
+    def engine(self) -> SqlEngine:
         """The SQL engine this store's tables are queried in (opened on first use)."""
 
     @abc.abstractmethod
     def ref(self, table: Table) -> exp.Table | None:
         """How ``table`` is named in :meth:`engine` (None when it does not exist)."""
 
-    def bind(self, engine: DuckDBEngine, alias: str) -> Callable[[Table], exp.Table | None]:
+    def bind(self, engine: SqlEngine, alias: str) -> Callable[[Table], exp.Table | None]:
         """Make this store's tables visible, read-only, in another store's engine (for
         fallback stores); returns the table-reference function there."""
         raise NotImplementedError(f"a {self.kind} store cannot be read from {engine.location}")

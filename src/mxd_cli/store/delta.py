@@ -37,7 +37,7 @@ from mxd_cli.errors import ConfigError, StoreError
 from mxd_cli.store.base import MetadataStore, Table
 from mxd_cli.store.duckdb import FIXED_SETTINGS
 from mxd_cli.store.registry import Backend, Option, register
-from mxd_cli.store.sql_engine import DuckDBEngine
+from mxd_cli.store.sql_engine import DuckDBEngine, SqlEngine, duckdb_engine
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
@@ -284,8 +284,9 @@ class DeltaStore(MetadataStore):
     def ref(self, table: Table) -> exp.Table | None:
         return self._view(self.engine(), table, prefix="")
 
-    def bind(self, engine: DuckDBEngine, alias: str) -> Callable[[Table], exp.Table | None]:
-        return lambda table: self._view(engine, table, prefix=f"{alias}__")
+    def bind(self, engine: SqlEngine, alias: str) -> Callable[[Table], exp.Table | None]:
+        duckdb = duckdb_engine(engine, self.name, self.kind)
+        return lambda table: self._view(duckdb, table, prefix=f"{alias}__")
 
     def _view(self, engine: DuckDBEngine, table: Table, *, prefix: str) -> exp.Table | None:
         """A view of the table's current files in ``engine`` (created on first use, again

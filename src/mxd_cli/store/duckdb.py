@@ -26,7 +26,7 @@ from mxd_cli.errors import ConfigError, StoreError, did_you_mean
 from mxd_cli.store import columns as c
 from mxd_cli.store.base import MetadataStore, Table, col
 from mxd_cli.store.registry import Backend, Option, register
-from mxd_cli.store.sql_engine import DuckDBEngine
+from mxd_cli.store.sql_engine import DuckDBEngine, SqlEngine, duckdb_engine
 
 if TYPE_CHECKING:
     import duckdb
@@ -365,8 +365,9 @@ class DuckDBStore(MetadataStore):
         name = self.physical_name(table)
         return exp.to_table(_quoted(name), dialect="duckdb") if name in self.tables() else None
 
-    def bind(self, engine: DuckDBEngine, alias: str) -> Callable[[Table], exp.Table | None]:
+    def bind(self, engine: SqlEngine, alias: str) -> Callable[[Table], exp.Table | None]:
         """Attach this database file read-only to ``engine`` under ``alias``."""
+        engine = duckdb_engine(engine, self.name, self.kind)
         if not self._exists or self._memory:
             return lambda table: None
         key = id(engine)

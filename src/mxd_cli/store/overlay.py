@@ -17,7 +17,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from mxd_cli.store.base import MetadataStore, Table
-from mxd_cli.store.sql_engine import DuckDBEngine
+from mxd_cli.store.sql_engine import SqlEngine
 
 
 class OverlayStore(MetadataStore):
@@ -31,7 +31,7 @@ class OverlayStore(MetadataStore):
         self._views: dict[str, exp.Table] = {}
         self._count = 0
 
-    def engine(self) -> DuckDBEngine:
+    def engine(self) -> SqlEngine:
         return self.base.engine()
 
     def location(self) -> str:
@@ -43,7 +43,7 @@ class OverlayStore(MetadataStore):
     def tables(self) -> set[str]:
         return self.base.tables() | set(self._added)
 
-    def bind(self, engine: DuckDBEngine, alias: str) -> Callable[[Table], exp.Table | None]:
+    def bind(self, engine: SqlEngine, alias: str) -> Callable[[Table], exp.Table | None]:
         return self.base.bind(engine, alias)
 
     def ref(self, table: Table) -> exp.Table | None:
@@ -55,10 +55,9 @@ class OverlayStore(MetadataStore):
         if name not in self._views:
             engine = self.engine()
             parts = ([below] if below is not None else []) + added
-            union = " UNION ALL BY NAME ".join(f"SELECT * FROM {engine.render(p)}" for p in parts)
             self._count += 1
-            view = exp.to_table(f'"__mxd_overlay_{self._count}"', dialect="duckdb")
-            engine.execute(f"CREATE OR REPLACE TEMP VIEW {engine.render(view)} AS {union}")
+            view = exp.to_table(f"__mxd_overlay_{self._count}", quoted=True)
+            engine.view(view, exp.select("*").from_(engine.union_by_name(parts)))
             self._views[name] = view
         return self._views[name]
 
@@ -102,9 +101,7 @@ class OverlayStore(MetadataStore):
 
     def append_query(self, table: Table, query: exp.Expr) -> int:
         engine = self.engine()
-        self._count += 1
-        temp = exp.to_table(f'"__mxd_dry_q{self._count}"', dialect="duckdb")
-        engine.execute(f"CREATE TEMP TABLE {engine.render(temp)} AS {engine.render(query)}")
+        temp = engine.materialize(query, prefix="__mxd_dry_q")
         rows = engine.rows(exp.select(exp.func("count", exp.Star())).from_(temp))[0][0]
         self._keep(table, temp)
         return int(rows)

@@ -1,4 +1,10 @@
-"""The SQL engine increments run in: a DuckDB connection, with mxd's hash functions.
+"""The SQL engines increments run in: what every engine offers, and DuckDB's.
+
+:class:`SqlEngine` is the seam between the increment plans (sqlglot expressions, built
+once in :mod:`mxd_cli.engine`) and whatever runs them: it renders a plan for its dialect,
+runs it, and supplies what differs between engines (struct building, ordered concatenation,
+hash functions). :class:`DuckDBEngine` serves the DuckDB and Delta stores; the Spark store
+has its own (:mod:`mxd_cli.store.spark`).
 
 DuckDB stores run their queries in their own database file; Delta stores in an in-memory
 DuckDB that reads the tables' Parquet files where they lie (projection and filter pushdown
@@ -13,6 +19,7 @@ vector of 2,048 values, never a Python loop per row), registered on first use.
 
 from __future__ import annotations
 
+import abc
 import logging
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -69,7 +76,121 @@ def _integer_kernel(algorithm: str) -> Any:
     return kernel
 
 
-class DuckDBEngine:
+class SqlEngine(abc.ABC):
+    """Where a store's queries run. Queries are sqlglot expressions written with DuckDB's
+    function names (the plans' lingua franca); an engine renders them for its dialect.
+
+    Results are fetched whole (counts, small tables) or as Arrow record batches (chunks).
+    Temporary tables and views live as long as the engine.
+    """
+
+    dialect: str = DIALECT
+    location: str = ""
+
+    # SQL text and execution
+    @abc.abstractmethod
+    def render(self, query: exp.Expr | str) -> str:
+        """The SQL text of ``query`` in this engine's dialect."""
+
+    @abc.abstractmethod
+    def execute(self, query: exp.Expr | str) -> None:
+        """Run a statement."""
+
+    def side_execute(self, query: exp.Expr | str) -> None:
+        """``execute`` while a stream of the engine is open."""
+        self.execute(query)
+
+    @abc.abstractmethod
+    def rows(self, query: exp.Expr | str) -> list[tuple[Any, ...]]:
+        """The result as Python tuples (counts, small results)."""
+
+    @abc.abstractmethod
+    def arrow(self, query: exp.Expr | str) -> pa.Table:
+        """The whole result as an Arrow table."""
+
+    def frame(self, query: exp.Expr | str) -> pl.DataFrame:
+        found = pl.from_arrow(self.arrow(query))
+        assert isinstance(found, pl.DataFrame)
+        return found
+
+    @abc.abstractmethod
+    def batches(self, query: exp.Expr | str, size: int) -> Iterator[pa.RecordBatch]:
+        """The result in record batches of at most ``size`` rows, in the query's order,
+        without holding it all in Python."""
+
+    def side_arrow(self, query: exp.Expr | str) -> pa.Table:
+        """``arrow`` while a stream of the engine is open."""
+        return self.arrow(query)
+
+    def side_frame(self, query: exp.Expr | str) -> pl.DataFrame:
+        found = pl.from_arrow(self.side_arrow(query))
+        assert isinstance(found, pl.DataFrame)
+        return found
+
+    # tables of the engine
+    @abc.abstractmethod
+    def register(self, data: pa.Table | pl.DataFrame, prefix: str = "__mxd_data") -> exp.Table:
+        """Make an Arrow table (or Polars frame) queryable under a new name."""
+
+    @abc.abstractmethod
+    def unregister(self, table: exp.Table) -> None: ...
+
+    @abc.abstractmethod
+    def temp_table(self, columns: pa.Schema, prefix: str = "__mxd_stage") -> exp.Table:
+        """A new empty temporary table with ``columns``."""
+
+    @abc.abstractmethod
+    def insert_arrow(self, table: exp.Table, data: pa.Table | pl.DataFrame) -> None:
+        """Append rows to a temporary table by column name; columns it lacks are added."""
+
+    @abc.abstractmethod
+    def materialize(self, query: exp.Expr, prefix: str = "__mxd_rows") -> exp.Table:
+        """The rows of ``query``, computed once, in a new temporary table."""
+
+    @abc.abstractmethod
+    def view(self, name: exp.Table, query: exp.Expr | str) -> None:
+        """Create (or replace) a temporary view ``name`` of ``query``."""
+
+    @abc.abstractmethod
+    def union_by_name(self, parts: Sequence[exp.Expr]) -> exp.Expr:
+        """A relation of every row of ``parts``, columns matched by name (missing: NULL)."""
+
+    @abc.abstractmethod
+    def drop(self, table: exp.Table) -> None: ...
+
+    # what differs between SQL engines
+    @abc.abstractmethod
+    def struct(self, fields: Sequence[tuple[str, exp.Expr]]) -> exp.Expr:
+        """A struct with these named fields, in this order."""
+
+    @abc.abstractmethod
+    def field(self, struct: exp.Expr, name: str) -> exp.Expr:
+        """One field of a struct column (NULL when the struct is NULL)."""
+
+    @abc.abstractmethod
+    def ordered_join(self, value: exp.Expr, order: Sequence[exp.Expr], separator: str) -> exp.Expr:
+        """``value`` of every row of a group, ordered, joined by ``separator`` (NULLs
+        skipped)."""
+
+    def prefix(self, text: exp.Expr, length: int) -> exp.Expr:
+        return exp.Substring(
+            this=text, start=exp.Literal.number(1), length=exp.Literal.number(length)
+        )
+
+    @abc.abstractmethod
+    def hash_call(self, algorithm: str, text: exp.Expr) -> exp.Expr:
+        """The lowercase hex digest of ``text`` (a string expression) for ``algorithm``,
+        as Metaxy computes it."""
+
+    @abc.abstractmethod
+    def fingerprint_calls(self, text: exp.Expr) -> tuple[exp.Expr, exp.Expr]:
+        """Two stable 64-bit hashes of ``text``, as unsigned integers, for fingerprints."""
+
+    def close(self) -> None:  # noqa: B027 - optional
+        """Release the engine (its temporary objects go with it)."""
+
+
+class DuckDBEngine(SqlEngine):
     """One DuckDB connection and what mxd registers on it.
 
     Every query is built with sqlglot and rendered for DuckDB here; results are fetched
@@ -119,11 +240,6 @@ class DuckDBEngine:
             raise StoreError(f"{self.location}: {exc}") from exc
         return table
 
-    def frame(self, query: exp.Expr | str, params: Sequence[Any] = ()) -> pl.DataFrame:
-        found = pl.from_arrow(self.arrow(query, params))
-        assert isinstance(found, pl.DataFrame)
-        return found
-
     def batches(
         self, query: exp.Expr | str, size: int, params: Sequence[Any] = ()
     ) -> Iterator[pa.RecordBatch]:
@@ -158,14 +274,6 @@ class DuckDBEngine:
             raise StoreError(f"{self.location}: {exc}") from exc
         finally:
             cursor.close()
-
-    def side_frame(self, query: exp.Expr | str) -> pl.DataFrame:
-        """A result fetched on a cursor of its own: usable while a stream of the
-        connection is open (the cursor sees tables and attached stores, not temporary
-        objects of the connection)."""
-        found = pl.from_arrow(self.side_arrow(query))
-        assert isinstance(found, pl.DataFrame)
-        return found
 
     def _run(self, query: exp.Expr | str, params: Sequence[Any]) -> Any:
         sql = self.render(query)
@@ -223,12 +331,20 @@ class DuckDBEngine:
         finally:
             self.unregister(view)
 
+    def view(self, name: exp.Table, query: exp.Expr | str) -> None:
+        self.execute(f"CREATE OR REPLACE TEMP VIEW {self.render(name)} AS {self.render(query)}")
+
+    def union_by_name(self, parts: Sequence[exp.Expr]) -> exp.Expr:
+        union = " UNION ALL BY NAME ".join(f"SELECT * FROM {self.render(p)}" for p in parts)
+        parsed: exp.Expr = exp.maybe_parse(f"SELECT * FROM ({union})", dialect=DIALECT)
+        assert isinstance(parsed, exp.Select)
+        return parsed.subquery("__mxd_union")
+
     def drop(self, table: exp.Table) -> None:
         self.execute(f"DROP TABLE IF EXISTS {self.render(table)}")
 
     # what differs between SQL engines
     def struct(self, fields: Sequence[tuple[str, exp.Expr]]) -> exp.Expr:
-        """A struct with these named fields, in this order."""
         return exp.Struct(
             expressions=[
                 exp.PropertyEQ(this=exp.to_identifier(name, quoted=True), expression=value)
@@ -237,25 +353,16 @@ class DuckDBEngine:
         )
 
     def field(self, struct: exp.Expr, name: str) -> exp.Expr:
-        """One field of a struct column (NULL when the struct is NULL)."""
         return exp.func("struct_extract", struct, exp.Literal.string(name))
 
     def ordered_join(self, value: exp.Expr, order: Sequence[exp.Expr], separator: str) -> exp.Expr:
-        """``value`` of every row of a group, ordered, joined by ``separator`` (NULLs
-        skipped)."""
         return exp.GroupConcat(
             this=exp.Order(this=value, expressions=[exp.Ordered(this=o) for o in order]),
             separator=exp.Literal.string(separator),
         )
 
-    def prefix(self, text: exp.Expr, length: int) -> exp.Expr:
-        return exp.Substring(
-            this=text, start=exp.Literal.number(1), length=exp.Literal.number(length)
-        )
-
     # hash functions
     def hash_call(self, algorithm: str, text: exp.Expr) -> exp.Expr:
-        """The digest text of ``text`` (a VARCHAR expression) for ``algorithm``."""
         if algorithm in _NATIVE:
             return exp.func(_NATIVE[algorithm], text)
         name = _UDF[algorithm]
@@ -263,7 +370,6 @@ class DuckDBEngine:
         return exp.Anonymous(this=name, expressions=[text])
 
     def fingerprint_calls(self, text: exp.Expr) -> tuple[exp.Expr, exp.Expr]:
-        """Two stable 64-bit hashes of ``text`` (UBIGINT) for content fingerprints."""
         self._functions.update(_FINGERPRINT)
         return tuple(  # type: ignore[return-value]
             exp.Anonymous(this=name, expressions=[text]) for name in _FINGERPRINT
@@ -290,6 +396,18 @@ class DuckDBEngine:
 
     def close(self) -> None:
         self.con.close()
+
+
+def duckdb_engine(engine: SqlEngine, store: str, kind: str) -> DuckDBEngine:
+    """``engine`` as a DuckDB engine, for a store of ``kind`` bound into it as a fallback
+    (its tables can only be attached to DuckDB)."""
+    if not isinstance(engine, DuckDBEngine):
+        raise StoreError(
+            f"store {store!r} ({kind}) cannot serve as a fallback of a store whose queries "
+            f"run in {engine.dialect}",
+            hint="give a store fallbacks of its own kind (a spark store: other spark stores)",
+        )
+    return engine
 
 
 def _duckdb_error() -> type[Exception]:
