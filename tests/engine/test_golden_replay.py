@@ -22,6 +22,7 @@ from mxd_cli.graph import FeatureGraph
 from mxd_cli.store.base import MetadataStore
 from mxd_cli.store.delta import DeltaStore
 from mxd_cli.store.duckdb import DuckDBStore
+from mxd_cli.store.spark import SparkStore
 from mxd_cli.versioning import GraphVersions
 from tests.engine_steps import Steps
 from tests.golden import SCENARIOS, build_graph, scenario
@@ -46,6 +47,8 @@ CASES = list(cases())
 def open_store(kind: str, tmp_path: Path) -> MetadataStore:
     if kind == "duckdb":
         return DuckDBStore("t", {"database": str(tmp_path / "s.duckdb")})
+    if kind == "spark":
+        return SparkStore("t", {"warehouse": str(tmp_path / "spark"), "master": "local[2]"})
     return DeltaStore("t", {"root_path": str(tmp_path / "delta")})
 
 
@@ -149,6 +152,28 @@ def test_golden_replay(
     tmp_path: Path,
 ) -> None:
     with open_store(backend, tmp_path) as store:
+        assert replay(graphs, run, algorithm, length, store) > 0
+
+
+SPARK_CASES = [case for case in CASES if case[1] in ("xxhash32", "md5")]
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize(
+    ("name", "algorithm", "length", "graphs", "run"),
+    SPARK_CASES,
+    ids=[f"{c[0]}-{c[1]}-t{c[2]}" for c in SPARK_CASES],
+)
+def test_golden_replay_on_spark(
+    name: str,
+    algorithm: str,
+    length: int,
+    graphs: dict[str, Any],
+    run: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    """Every scenario with a native hash (md5) and an Arrow UDF one (xxhash32)."""
+    with open_store("spark", tmp_path) as store:
         assert replay(graphs, run, algorithm, length, store) > 0
 
 

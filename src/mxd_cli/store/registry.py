@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from mxd_cli.store.base import MetadataStore
 
 # Modules that register a backend, in the order `mxd list stores` names them.
-_MODULES = ("mxd_cli.store.duckdb", "mxd_cli.store.delta")
+_MODULES = ("mxd_cli.store.duckdb", "mxd_cli.store.delta", "mxd_cli.store.spark")
 
 _KINDS: Mapping[str, tuple[str, Callable[[object], bool]]] = {
     "string": ("a string", lambda v: isinstance(v, str)),

@@ -1,0 +1,789 @@
+"""Apache Spark backend: feature tables as Parquet in a warehouse folder, increments as Spark SQL.
+
+Each table is a folder under ``warehouse`` (``("demo", "raw")`` at ``demo__raw/``) holding
+one sub-folder of Parquet files per commit and a log, ``_mxd_log.json``, naming the
+commits that make up the table now. A write puts its files in a new folder, then replaces
+the log (``os.replace``: atomic), so readers see a commit whole or not at all, a killed
+write leaves only a folder no log names, and a hard delete — the kept rows written to a
+new folder, then a log naming only it — is atomic too. The log's version is the table's
+write mark; the folders appended since a version are the rows written since.
+
+Queries run in the store's Spark session (``master``, default ``local[*]``, or a Spark
+Connect ``remote``): the plans of :mod:`mxd_cli.engine` are rendered as Spark SQL by
+:class:`SparkEngine`, so joins, lineage, provenance hashing and the compare run on the
+cluster and only counts and the rows of a chunk handed to an asset reach Python. md5 and
+sha256 are Spark built-ins; Spark's own xxhash64 is seeded differently from Metaxy's, so
+the xxhash family and wyhash run as Arrow UDFs (polars-hash on Arrow batches, on the
+executors: they need polars and polars-hash installed).
+
+One process writes a store at a time: the writer lock is a file lock in the warehouse
+folder (``fcntl.flock``: local disks and NFSv4 honour it; object storage is not supported
+as a warehouse).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlglot import exp
+
+from mxd_cli.errors import ConfigError, StoreError
+from mxd_cli.store.base import MetadataStore, Table
+from mxd_cli.store.registry import Backend, Option, register
+from mxd_cli.store.sql_engine import SqlEngine
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+DIALECT = "spark"
+DEFAULT_WAREHOUSE = ".mxd/spark-warehouse"
+_LOG = "_mxd_log.json"
+
+
+def _check_options(store: str, options: Mapping[str, Any], where: Any) -> None:
+    if "master" in options and "remote" in options:
+        raise ConfigError(
+            f"store '{store}': give either 'master' or 'remote', not both",
+            hint="'remote' connects to a Spark Connect server; 'master' starts a session",
+            location=where("remote"),
+        )
+    for key, value in (options.get("conf") or {}).items():
+        if not isinstance(value, (str, int, float, bool)):
+            raise ConfigError(
+                f"store '{store}': Spark setting conf.{key} must be a string, number or "
+                f"boolean, got {value!r}",
+                location=where("conf"),
+            )
+    warehouse = options.get("warehouse", "")
+    if "://" in warehouse and not warehouse.startswith("file://"):
+        raise ConfigError(
+            f"store '{store}': warehouse {warehouse!r} is not a local or mounted folder",
+            hint="mxd commits Spark tables by renaming files; use a path every node mounts",
+            location=where("warehouse"),
+        )
+    if os.path.isfile(warehouse):
+        raise ConfigError(
+            f"store '{store}': warehouse {warehouse} is a file, not a folder",
+            location=where("warehouse"),
+        )
+
+
+BACKEND = register(
+    Backend(
+        type="spark",
+        aliases=("pyspark",),
+        options=(
+            Option("master", "string", "the Spark master URL (default local[*])"),
+            Option("remote", "string", "a Spark Connect URL, e.g. sc://cluster:15002"),
+            Option("conf", "table", "Spark settings for the session, e.g. spark.executor.memory"),
+            Option(
+                "warehouse",
+                "path",
+                "the folder of the tables (relative to the config file); every node mounts it",
+                default=DEFAULT_WAREHOUSE,
+            ),
+            Option(
+                "format",
+                "string",
+                "the tables' file format",
+                choices=("parquet", "delta", "iceberg"),
+                unsupported="mxd writes Parquet with its own commit log; delta and iceberg "
+                "tables are not written yet",
+                default="parquet",
+            ),
+            Option(
+                "database",
+                "string",
+                "",
+                unsupported="tables live in the warehouse folder, not in a catalog database",
+                default="default",
+            ),
+            Option(
+                "catalog",
+                "string",
+                "",
+                unsupported="tables live in the warehouse folder, not in a catalog",
+                default="spark_catalog",
+            ),
+        ),
+        opener="mxd_cli.store.spark:SparkStore",
+        check=_check_options,
+    )
+)
+
+# Settings every session gets unless the store's conf says otherwise: UTC (Metaxy's
+# timestamps are UTC), Parquet timestamps as microseconds that other readers understand,
+# few shuffle partitions (adaptive execution splits them further where data is large).
+_DEFAULT_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    "spark.sql.shuffle.partitions": "8",
+    "spark.sql.adaptive.enabled": "true",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+}
+
+
+def spark_session(options: Mapping[str, Any]) -> SparkSession:
+    """The process's Spark session for a store's options (created on first use, then
+    shared: a JVM per process)."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:  # pragma: no cover - pyspark is a dependency
+        raise StoreError(
+            "the spark store needs pyspark", hint="pip install 'pyspark>=4.1'"
+        ) from exc
+    builder = SparkSession.builder.appName("mxd")
+    if options.get("remote"):
+        builder = builder.remote(options["remote"])
+    else:
+        builder = builder.master(str(options.get("master") or "local[*]"))
+    defaults = dict(_DEFAULT_CONF)
+    master = str(options.get("master") or "local[*]")
+    if not options.get("remote") and master.startswith("local"):
+        # Python workers of a local session run this Python (its packages: polars-hash).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    conf = {**defaults, **{k: _text(v) for k, v in (options.get("conf") or {}).items()}}
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    try:
+        session = builder.getOrCreate()
+    except Exception as exc:
+        raise StoreError(
+            f"cannot start Spark: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            hint="Spark needs a Java runtime (17 or newer) on PATH or in JAVA_HOME",
+        ) from exc
+    if not options.get("remote"):
+        session.sparkContext.setLogLevel("FATAL")  # (mxd reports failures itself)
+    _quiet_query_errors()
+    return session
+
+
+def _quiet_query_errors() -> None:
+    """PySpark logs every failed query's JVM stack as JSON on stderr; mxd reports the
+    failure itself (one line, with a hint), so those loggers stay silent."""
+    try:
+        from pyspark.logger import PySparkLogger
+    except ImportError:  # pragma: no cover - older pyspark
+        return
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        PySparkLogger.getLogger(name).disabled = True
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+# ---- hash kernels (run on the executors, over Arrow batches) --------------------------------
+def _digest(algorithm: str) -> Callable[[pa.Array], pa.Array]:
+    def kernel(values: pa.Array) -> pa.Array:
+        import polars_hash  # noqa: F401  (the .nchash namespace)
+
+        expr = pl.col("v").nchash  # type: ignore[attr-defined]
+        digest = getattr(expr, algorithm)().cast(pl.String)
+        frame = pl.from_arrow(pa.table({"v": values}))
+        assert isinstance(frame, pl.DataFrame)
+        return frame.select(digest).to_series().to_arrow().cast(pa.string())
+
+    return kernel
+
+
+def _fingerprint(algorithm: str) -> Callable[[pa.Array], pa.Array]:
+    def kernel(values: pa.Array) -> pa.Array:
+        import polars_hash  # noqa: F401
+
+        expr = getattr(pl.col("v").nchash, algorithm)()  # type: ignore[attr-defined]
+        frame = pl.from_arrow(pa.table({"v": values}))
+        assert isinstance(frame, pl.DataFrame)
+        digest = frame.select(expr.cast(pl.UInt64)).to_series().to_arrow()
+        return digest.cast(pa.decimal128(20, 0))
+
+    return kernel
+
+
+_UDF = {
+    "xxhash32": "mxd_xxhash32",
+    "xxhash64": "mxd_xxhash64",
+    "xxh3_64": "mxd_xxh3_64",
+    "wyhash": "mxd_wyhash",
+}
+_FINGERPRINT = {"mxd_fp_xxhash64": "xxhash64", "mxd_fp_wyhash": "wyhash"}
+
+
+class SparkEngine(SqlEngine):
+    """A Spark session seen as a SQL engine: plans rendered as Spark SQL, temporary tables
+    as temp views (computed ones checkpointed), chunks fetched a range of rows at a time."""
+
+    dialect = DIALECT
+
+    def __init__(self, spark: SparkSession, *, location: str) -> None:
+        self.spark = spark
+        self.location = location
+        self._names = 0
+        self._frames: dict[str, DataFrame] = {}  # temp views this engine made, by name
+        self._registered: set[str] = set()
+        self._parts: dict[str, int] = {}
+
+    # SQL text
+    def render(self, query: exp.Expr | str) -> str:
+        if isinstance(query, str):
+            return query
+        return query.transform(_to_spark, copy=True).sql(dialect=DIALECT, identify=True)
+
+    def _sql(self, query: exp.Expr | str) -> DataFrame:
+        sql = self.render(query)
+        self._ensure_functions(sql)
+        try:
+            return self.spark.sql(sql)
+        except Exception as exc:
+            raise _error(self.location, exc) from exc
+
+    def _fetch(self, run: Callable[[], Any]) -> Any:
+        try:
+            return run()
+        except StoreError:
+            raise
+        except Exception as exc:
+            if _is_user_error(exc):
+                raise
+            raise _error(self.location, exc) from exc
+
+    # execution
+    def execute(self, query: exp.Expr | str) -> None:
+        frame = self._sql(query)
+        self._fetch(frame.collect)
+
+    def rows(self, query: exp.Expr | str) -> list[tuple[Any, ...]]:
+        frame = self._sql(query)
+        return [tuple(r) for r in self._fetch(frame.collect)]
+
+    def arrow(self, query: exp.Expr | str) -> pa.Table:
+        frame = self._sql(query)
+        table: pa.Table = self._fetch(frame.toArrow)
+        return table
+
+    def batches(self, query: exp.Expr | str, size: int) -> Iterator[pa.RecordBatch]:
+        """Rows ``size`` at a time in the query's order: the result is numbered once (in a
+        checkpoint on the executors), then each batch is one job fetching a range."""
+        from pyspark.sql import functions as F
+        from pyspark.sql.window import Window
+
+        parsed = exp.maybe_parse(query, dialect="duckdb") if isinstance(query, str) else query
+        order = parsed.args.get("order")
+        bare = parsed.copy()
+        bare.set("order", None)
+        frame = self._sql(bare)
+        rank = "__mxd_batch_row"
+        if order is not None:
+            keys = [F.col(o.this.name).asc_nulls_last() for o in order.expressions]
+        else:
+            keys = [F.monotonically_increasing_id()]
+        numbered = frame.withColumn(rank, F.row_number().over(Window.orderBy(*keys)))
+        numbered = self._fetch(lambda: numbered.localCheckpoint(eager=True))
+        try:
+            total = self._fetch(numbered.count)
+            for start in range(0, total, size):
+                part = numbered.where((F.col(rank) > start) & (F.col(rank) <= start + size))
+                table: pa.Table = self._fetch(part.orderBy(rank).drop(rank).toArrow)
+                for batch in table.combine_chunks().to_batches(max_chunksize=size):
+                    if batch.num_rows:
+                        yield batch
+        finally:
+            numbered.unpersist()
+
+    # data from Python
+    def _name(self, prefix: str) -> str:
+        self._names += 1
+        return f"{prefix}_{self._names}"
+
+    def _keep(self, name: str, frame: DataFrame) -> exp.Table:
+        frame.createOrReplaceTempView(name)
+        self._frames[name] = frame
+        return exp.to_table(name, quoted=True)
+
+    def dataframe(self, data: pa.Table | pl.DataFrame) -> DataFrame:
+        """A Spark DataFrame of Arrow data (shipped from the driver)."""
+        arrow = data.to_arrow() if isinstance(data, pl.DataFrame) else data
+        arrow = _spark_arrow(arrow)
+        if arrow.num_rows == 0:
+            from pyspark.sql.pandas.types import from_arrow_schema
+
+            return self.spark.createDataFrame([], from_arrow_schema(arrow.schema))
+        return self._fetch(lambda: self.spark.createDataFrame(arrow))
+
+    def register(self, data: pa.Table | pl.DataFrame, prefix: str = "__mxd_data") -> exp.Table:
+        return self._keep(self._name(prefix), self.dataframe(data))
+
+    def unregister(self, table: exp.Table) -> None:
+        self.drop(table)
+
+    def temp_table(self, columns: pa.Schema, prefix: str = "__mxd_stage") -> exp.Table:
+        return self.register(pa.Table.from_batches([], schema=columns), prefix)
+
+    def insert_arrow(self, table: exp.Table, data: pa.Table | pl.DataFrame) -> None:
+        name = table.name
+        merged = self._frames[name].unionByName(self.dataframe(data), allowMissingColumns=True)
+        # Keep the plan short: fold the parts into one checkpoint now and then.
+        self._parts[name] = self._parts.get(name, 0) + 1
+        if self._parts[name] % 16 == 0:
+            merged = self._fetch(lambda: merged.localCheckpoint(eager=True))
+        self._keep(name, merged)
+
+    def materialize(self, query: exp.Expr, prefix: str = "__mxd_rows") -> exp.Table:
+        frame = self._sql(query)
+        kept = self._fetch(lambda: frame.localCheckpoint(eager=True))
+        return self._keep(self._name(prefix), kept)
+
+    def view(self, name: exp.Table, query: exp.Expr | str) -> None:
+        self._keep(name.name, self._sql(query))
+
+    def union_by_name(self, parts: Sequence[exp.Expr]) -> exp.Expr:
+        frames = [self._sql(exp.select("*").from_(p)) for p in parts]
+        union = frames[0]
+        for frame in frames[1:]:
+            union = union.unionByName(frame, allowMissingColumns=True)
+        return self._keep(self._name("__mxd_union"), union)
+
+    def drop(self, table: exp.Table) -> None:
+        frame = self._frames.pop(table.name, None)
+        self.spark.catalog.dropTempView(table.name)
+        if frame is not None:
+            frame.unpersist()
+
+    # what differs from DuckDB
+    def struct(self, fields: Sequence[tuple[str, exp.Expr]]) -> exp.Expr:
+        args: list[exp.Expr] = []
+        for name, value in fields:
+            args += [exp.Literal.string(name), value]
+        return exp.Anonymous(this="named_struct", expressions=args)
+
+    def field(self, struct: exp.Expr, name: str) -> exp.Expr:
+        return exp.Bracket(this=struct, expressions=[exp.Literal.string(name)])
+
+    def ordered_join(self, value: exp.Expr, order: Sequence[exp.Expr], separator: str) -> exp.Expr:
+        # collect (order keys..., value) structs, sort them (structs compare field by field),
+        # keep the values; array_join skips NULLs.
+        keyed = self.struct([*((f"k{n}", o) for n, o in enumerate(order)), ("v", value)])
+        collected = exp.Anonymous(this="collect_list", expressions=[keyed])
+        ordered = exp.Anonymous(this="array_sort", expressions=[collected])
+        values = exp.Anonymous(
+            this="transform",
+            expressions=[
+                ordered,
+                exp.Lambda(
+                    this=exp.Dot(this=exp.column("x"), expression=exp.to_identifier("v")),
+                    expressions=[exp.to_identifier("x")],
+                ),
+            ],
+        )
+        return exp.Anonymous(this="array_join", expressions=[values, exp.Literal.string(separator)])
+
+    def hash_call(self, algorithm: str, text: exp.Expr) -> exp.Expr:
+        if algorithm == "md5":
+            return exp.Anonymous(this="md5", expressions=[text])
+        if algorithm == "sha256":
+            return exp.Anonymous(this="sha2", expressions=[text, exp.Literal.number(256)])
+        return exp.Anonymous(this=_UDF[algorithm], expressions=[text])
+
+    def fingerprint_calls(self, text: exp.Expr) -> tuple[exp.Expr, exp.Expr]:
+        a, b = _FINGERPRINT
+        return (
+            exp.Anonymous(this=a, expressions=[text]),
+            exp.Anonymous(this=b, expressions=[text.copy()]),
+        )
+
+    def _ensure_functions(self, sql: str) -> None:
+        """Register the Arrow UDFs ``sql`` calls (once per engine)."""
+        text = sql.lower()
+        wanted = [n for n in (*_UDF.values(), *_FINGERPRINT) if n in text]
+        missing = [n for n in wanted if n not in self._registered]
+        if not missing:
+            return
+        from pyspark.sql.functions import arrow_udf
+        from pyspark.sql.types import DecimalType, StringType
+
+        for name in missing:
+            if name in _FINGERPRINT:
+                function = arrow_udf(_fingerprint(_FINGERPRINT[name]), DecimalType(20, 0))
+            else:
+                algorithm = next(a for a, n in _UDF.items() if n == name)
+                function = arrow_udf(_digest(algorithm), StringType())
+            self.spark.udf.register(name, function)
+            self._registered.add(name)
+
+    def close(self) -> None:
+        for name in list(self._frames):
+            self.drop(exp.to_table(name))
+
+
+def _to_spark(node: exp.Expr) -> exp.Expr:
+    """DuckDB function names the plans use, as Spark spells them."""
+    if isinstance(node, exp.Anonymous):
+        name = node.name.lower()
+        if name == "sha256":
+            return exp.Anonymous(
+                this="sha2", expressions=[*node.expressions, exp.Literal.number(256)]
+            )
+        if name == "epoch_us":
+            return exp.Anonymous(this="unix_micros", expressions=node.expressions)
+    return node
+
+
+def _error(location: str, exc: Exception) -> StoreError:
+    """A Spark failure as a store error: its first line (the JVM stack stays out)."""
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return StoreError(f"{location}: {type(exc).__name__}")
+    if "Python worker" in lines[0] and len(lines) > 1:
+        # A UDF failed on an executor: its Python error is the traceback's last line.
+        last = next((line for line in reversed(lines) if "Error" in line), lines[-1])
+        return StoreError(
+            f"{location}: a Python worker failed: {last.strip()}",
+            hint="the executors need polars and polars-hash (mxd's hash functions run there)",
+        )
+    return StoreError(f"{location}: {lines[0]}")
+
+
+def _is_user_error(exc: Exception) -> bool:
+    """Errors raised by user code (assets) pass through the engine unchanged."""
+    return not type(exc).__module__.startswith(("pyspark", "py4j"))
+
+
+def _spark_arrow(table: pa.Table) -> pa.Table:
+    """Arrow types Spark takes: large strings as strings, views as plain arrays."""
+    fields = []
+    changed = False
+    for f in table.schema:
+        target = _spark_type(f.type)
+        changed |= target != f.type
+        fields.append(pa.field(f.name, target, f.nullable))
+    return table.cast(pa.schema(fields)) if changed else table
+
+
+def _spark_type(dtype: pa.DataType) -> pa.DataType:
+    if pa.types.is_large_string(dtype) or pa.types.is_string_view(dtype):
+        return pa.string()
+    if pa.types.is_large_binary(dtype) or pa.types.is_binary_view(dtype):
+        return pa.binary()
+    if pa.types.is_large_list(dtype) or pa.types.is_list_view(dtype):
+        return pa.list_(_spark_type(dtype.value_type))
+    if pa.types.is_list(dtype):
+        return pa.list_(_spark_type(dtype.value_type))
+    if pa.types.is_struct(dtype):
+        return pa.struct([pa.field(f.name, _spark_type(f.type), f.nullable) for f in dtype])
+    if pa.types.is_timestamp(dtype) and dtype.unit == "ns":
+        return pa.timestamp("us", dtype.tz)
+    return dtype
+
+
+class SparkStore(MetadataStore):
+    """Feature tables as Parquet folders under ``warehouse``, queried by Spark.
+
+    Example::
+
+        store = SparkStore("lake", {"warehouse": "/mnt/lake/mxd", "master": "local[2]"})
+        store.append(("demo", "raw"), frame)  # /mnt/lake/mxd/demo__raw/c000001-…/
+    """
+
+    kind = "spark"
+
+    def __init__(self, name: str, options: Mapping[str, Any], *, read_only: bool = False) -> None:
+        super().__init__(name, read_only=read_only)
+        BACKEND.validate(name, options, lambda key: None)
+        warehouse = str(options.get("warehouse") or DEFAULT_WAREHOUSE)
+        if warehouse.startswith("file://"):
+            warehouse = warehouse[len("file://") :]
+        self.warehouse = os.path.abspath(warehouse)
+        self.options = dict(options)
+        self._engine: SparkEngine | None = None
+        self._logs: dict[str, dict[str, Any] | None] = {}
+        self._views: dict[tuple[int, str], exp.Table] = {}
+
+    # ---- where it lives ----------------------------------------------------------------
+    def location(self) -> str:
+        return self.warehouse
+
+    def lock_path(self) -> Path | None:
+        return Path(self.warehouse) / ".mxd-writer.lock"
+
+    def physical_name(self, table: Table) -> str:
+        return "__".join(table)
+
+    def _folder(self, table: Table) -> str:
+        return os.path.join(self.warehouse, self.physical_name(table))
+
+    def tables(self) -> set[str]:
+        if not os.path.isdir(self.warehouse):
+            return set()
+        return {
+            entry.name
+            for entry in os.scandir(self.warehouse)
+            if entry.is_dir() and os.path.exists(os.path.join(entry.path, _LOG))
+        }
+
+    # ---- the log -------------------------------------------------------------------------
+    def _log(self, table: Table) -> dict[str, Any] | None:
+        """The table's log (None: no table): ``version``, the ``commits`` (folders) it
+        consists of, and per version what happened (``append`` of a folder or ``rewrite``)."""
+        name = self.physical_name(table)
+        if name not in self._logs:
+            path = os.path.join(self._folder(table), _LOG)
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    self._logs[name] = json.load(handle)
+            except FileNotFoundError:
+                self._logs[name] = None
+            except (OSError, ValueError) as exc:
+                raise StoreError(f"cannot read the log of Spark table {path}: {exc}") from exc
+        return self._logs[name]
+
+    def _commit(self, table: Table, folder: str, *, rewrite: bool) -> None:
+        """Make ``folder`` (already complete, inside the table's folder) part of the table:
+        one atomic replace of the log."""
+        log = self._log(table) or {"format": 1, "version": 0, "commits": [], "history": []}
+        version = int(log["version"]) + 1
+        dropped = list(log["commits"]) if rewrite else []
+        log = {
+            "format": 1,
+            "version": version,
+            "commits": [folder] if rewrite else [*log["commits"], folder],
+            "history": [
+                *log["history"],
+                {"version": version, "op": "rewrite" if rewrite else "append", "folder": folder},
+            ],
+        }
+        path = os.path.join(self._folder(table), _LOG)
+        staged = f"{path}.{uuid.uuid4().hex}.tmp"
+        with open(staged, "w", encoding="utf-8") as handle:
+            json.dump(log, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staged, path)
+        self.refresh(table)
+        for old in dropped:  # (a hard delete: the rows it removed go physically)
+            shutil.rmtree(os.path.join(self._folder(table), old), ignore_errors=True)
+
+    def _new_folder(self, table: Table) -> tuple[str, str]:
+        """A staging folder for a write (ignored by readers: its name starts with '_') and
+        the name it gets when complete."""
+        os.makedirs(self._folder(table), exist_ok=True)
+        log = self._log(table)
+        version = 1 + (int(log["version"]) if log else 0)
+        final = f"c{version:06d}-{uuid.uuid4().hex[:12]}"
+        return os.path.join(self._folder(table), f"_staging-{final}"), final
+
+    def _finish(self, table: Table, staged: str, final: str, *, rewrite: bool) -> None:
+        os.replace(staged, os.path.join(self._folder(table), final))
+        self._commit(table, final, rewrite=rewrite)
+
+    # ---- tables in the engine ----------------------------------------------------------
+    def engine(self) -> SparkEngine:
+        if self._engine is None:
+            self._engine = SparkEngine(spark_session(self.options), location=self.warehouse)
+        return self._engine
+
+    def ref(self, table: Table) -> exp.Table | None:
+        return self._view(self.engine(), table, prefix="")
+
+    def bind(self, engine: SqlEngine, alias: str) -> Callable[[Table], exp.Table | None]:
+        if not isinstance(engine, SparkEngine):
+            raise StoreError(
+                f"store {self.name!r} (spark) cannot serve as a fallback of a store whose "
+                f"queries run in {engine.dialect}",
+                hint="give a store fallbacks of its own kind",
+            )
+        return lambda table: self._view(engine, table, prefix=f"{alias}__")
+
+    def _view(self, engine: SparkEngine, table: Table, *, prefix: str) -> exp.Table | None:
+        log = self._log(table)
+        if log is None:
+            return None
+        slot = (id(engine), self.physical_name(table))
+        if slot not in self._views:
+            frame = self._read(engine, table, log["commits"])
+            name = f"{prefix}__mxd_t_{_safe(self.physical_name(table))}_v{log['version']}"
+            self._views[slot] = engine._keep(name, frame)
+        return self._views[slot]
+
+    def _read(self, engine: SparkEngine, table: Table, commits: Sequence[str]) -> DataFrame:
+        folders = [os.path.join(self._folder(table), name) for name in commits]
+        missing = [f for f in folders if not os.path.isdir(f)]
+        if missing:
+            raise StoreError(
+                f"Spark table {self._folder(table)} is missing commit folder {missing[0]}",
+                hint="the table's log names files that are gone; restore them or the table",
+            )
+        reader = engine.spark.read.option("mergeSchema", "true")
+        return engine._fetch(lambda: reader.parquet(*folders))
+
+    def schema(self, table: Table) -> pa.Schema | None:
+        ref = self.ref(table)
+        if ref is None:
+            return None
+        return self.engine().arrow(exp.select("*").from_(ref).limit(0)).schema
+
+    def refresh(self, table: Table) -> None:
+        name = self.physical_name(table)
+        self._logs.pop(name, None)
+        # (The views of earlier versions stay: queries built before the write still name
+        # them. They go with the engine.)
+        for slot in [s for s in self._views if s[1] == name]:
+            del self._views[slot]
+
+    # ---- change tracking ---------------------------------------------------------------
+    def write_mark(self, table: Table) -> str | None:
+        log = self._log(table)
+        return "" if log is None else str(log["version"])
+
+    def _appended_since(self, table: Table, mark: str) -> list[str] | None:
+        log = self._log(table)
+        if log is None or not mark.isdigit() or int(mark) > int(log["version"]):
+            return None
+        later = [h for h in log["history"] if h["version"] > int(mark)]
+        if any(h["op"] != "append" for h in later):
+            return None  # rewritten since: every row may have changed
+        return [h["folder"] for h in later]
+
+    def changed_since(self, table: Table, mark: str) -> exp.Expr | None:
+        ref = self.ref(table)
+        if mark == "":
+            return exp.select("*").from_(ref) if ref is not None else None
+        added = self._appended_since(table, mark)
+        if added is None or ref is None:
+            return None
+        if not added:
+            return exp.select("*").from_(ref).where(exp.false())
+        engine = self.engine()
+        return exp.select("*").from_(
+            engine._keep(engine._name("__mxd_added"), self._read(engine, table, added))
+        )
+
+    def rows_before(self, table: Table, mark: str) -> exp.Expr | None:
+        added = self._appended_since(table, mark)
+        log = self._log(table)
+        if added is None or log is None:
+            return None
+        before = [f for f in log["commits"] if f not in set(added)]
+        engine = self.engine()
+        if not before:
+            ref = self.ref(table)
+            assert ref is not None
+            return exp.select("*").from_(ref).where(exp.false())
+        return exp.select("*").from_(
+            engine._keep(engine._name("__mxd_before"), self._read(engine, table, before))
+        )
+
+    # ---- writes ------------------------------------------------------------------------
+    def append(self, table: Table, data: pl.DataFrame | pa.Table) -> int:
+        self.check_writable()
+        arrow = data.to_arrow() if isinstance(data, pl.DataFrame) else data
+        if arrow.num_rows == 0:
+            return 0
+        self._write_arrow(table, arrow, rewrite=False)
+        return arrow.num_rows
+
+    def append_query(self, table: Table, query: exp.Expr) -> int:
+        self.check_writable()
+        return self._write_query(table, query, rewrite=False)
+
+    def delete_where(self, table: Table, condition: exp.Expr) -> int:
+        self.check_writable()
+        ref = self.ref(table)
+        if ref is None:
+            return 0
+        engine = self.engine()
+        matched = exp.func("coalesce", exp.paren(condition), exp.false())
+        counted = exp.select(
+            exp.Sum(
+                this=exp.case().when(matched, exp.Literal.number(1)).else_(exp.Literal.number(0))
+            )
+        ).from_(ref)
+        removed = engine.rows(counted)[0][0]
+        if not removed:
+            return 0
+        kept = exp.select("*").from_(ref).where(exp.not_(matched.copy()))
+        self._write_query(table, kept, rewrite=True)
+        return int(removed)
+
+    def replace(self, table: Table, frame: pl.DataFrame) -> None:
+        self.check_writable()
+        self._write_arrow(table, frame.to_arrow(), rewrite=True)
+
+    def _write_arrow(self, table: Table, arrow: pa.Table, *, rewrite: bool) -> None:
+        prepared = _writable(arrow, None if rewrite else self.schema(table))
+        staged, final = self._new_folder(table)
+        try:
+            os.makedirs(staged)
+            pq.write_table(prepared, os.path.join(staged, "part-00000.parquet"))
+            self._finish(table, staged, final, rewrite=rewrite)
+        except OSError as exc:
+            raise StoreError(f"cannot write Spark table {self._folder(table)}: {exc}") from exc
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+
+    def _write_query(self, table: Table, query: exp.Expr, *, rewrite: bool) -> int:
+        engine = self.engine()
+        frame = engine._sql(query)
+        staged, final = self._new_folder(table)
+        try:
+            engine._fetch(lambda: frame.write.mode("error").parquet(staged))
+            written = engine.spark.read.parquet(staged)
+            rows = int(engine._fetch(written.count))
+            if rows == 0 and not rewrite:
+                return 0
+            self._finish(table, staged, final, rewrite=rewrite)
+            return rows
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+        self._views.clear()
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in name)
+
+
+def _writable(table: pa.Table, stored: pa.Schema | None) -> pa.Table:
+    """Columns typed the way the table stores them: Spark reads a column of two types in
+    two commits as an error. An all-null column takes the stored type (or is left out
+    until a commit brings values); timestamps are microseconds, tz-aware in UTC."""
+    known = {} if stored is None else {f.name: f.type for f in stored}
+    columns, fields = [], []
+    for f, column in zip(table.schema, table.columns, strict=True):
+        target = known.get(f.name)
+        dtype = _spark_type(f.type)
+        if pa.types.is_null(f.type):
+            if target is None:
+                continue
+            dtype = target
+        elif pa.types.is_timestamp(f.type):
+            dtype = pa.timestamp(
+                "us",
+                "UTC"
+                if f.type.tz is not None
+                or (target is not None and pa.types.is_timestamp(target) and target.tz)
+                else None,
+            )
+        if dtype != f.type:
+            column = column.cast(dtype)
+        columns.append(column)
+        fields.append(pa.field(f.name, dtype, f.nullable))
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
