@@ -139,6 +139,16 @@ def make(root: Path, *, store: str = "duckdb") -> Path:
             [stores.dev.config]
             root_path = ".mxd/delta"
             """
+    if store == "spark":
+        config = """\
+            project = "t"
+            entrypoints = ["pipeline"]
+            [stores.dev]
+            type = "spark"
+            [stores.dev.config]
+            master = "local[2]"
+            warehouse = ".mxd/spark"
+            """
     write_project(root, PIPELINE, config=config)
     pl.DataFrame(ROWS).write_csv(root / "data.csv")
     pl.DataFrame({"id": ["o1", "o2"], "x": [1, 2]}).write_csv(root / "other.csv")

@@ -17,6 +17,7 @@ from mxd_cli.store import columns as c
 from mxd_cli.store.base import MetadataStore
 from mxd_cli.store.delta import DeltaStore
 from mxd_cli.store.duckdb import DuckDBStore
+from mxd_cli.store.spark import SparkStore
 from tests.golden import GOLDEN
 
 GOLDEN_STORES = GOLDEN / "stores"
@@ -31,10 +32,13 @@ def open_backend(backend: str, folder: Path, *, read_only: bool = False) -> Meta
     """A store of ``backend`` living under ``folder`` (nothing is created until a write)."""
     if backend == "duckdb":
         return DuckDBStore("test", {"database": str(folder / "s.duckdb")}, read_only=read_only)
+    if backend == "spark":
+        options = {"warehouse": str(folder / "spark"), "master": "local[2]"}
+        return SparkStore("test", options, read_only=read_only)
     return DeltaStore("test", {"root_path": str(folder / "delta")}, read_only=read_only)
 
 
-@pytest.fixture(params=["duckdb", "delta"])
+@pytest.fixture(params=["duckdb", "delta", pytest.param("spark", marks=pytest.mark.spark)])
 def backend(request: pytest.FixtureRequest) -> str:
     name: str = request.param
     return name

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +41,7 @@ CHECKPOINTS: Table = ("__mxd", "checkpoints")
 FEATURE_VERSIONS: Table = c.FEATURE_VERSIONS_KEY
 
 RANK = "__mxd_rank"
+_CTE_NUMBERS = itertools.count()
 
 
 def now_utc() -> datetime:
@@ -72,8 +74,10 @@ def latest_rows(
 
     Most ids have a single row and pass straight through; only ids with several rows
     (rewritten or tombstoned) go through the window that picks the latest, so a table is
-    not sorted as a whole. ``name`` prefixes the query's CTEs (unique per query).
+    not sorted as a whole. ``name`` prefixes the query's CTEs, numbered so that no two
+    queries share a CTE name (Spark hoists nested CTEs into one WITH clause).
     """
+    name = f"{name}{next(_CTE_NUMBERS)}"
     rows, several_ids = f"{name}_f", f"{name}_d"
     ids = [col(k) for k in id_columns]
     keep = list(dict.fromkeys([*columns]))

@@ -28,6 +28,7 @@ import os
 import shutil
 import sys
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,11 +124,11 @@ BACKEND = register(
 
 # Settings every session gets unless the store's conf says otherwise: UTC (Metaxy's
 # timestamps are UTC), Parquet timestamps as microseconds that other readers understand,
-# few shuffle partitions (adaptive execution splits them further where data is large).
+# for a local session as many shuffle partitions as cores (Spark's 200 cost ~0.3 s a query
+# on small data; adaptive execution still splits skewed ones).
 _DEFAULT_CONF = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-    "spark.sql.shuffle.partitions": "8",
     "spark.sql.adaptive.enabled": "true",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
@@ -155,6 +156,11 @@ def spark_session(options: Mapping[str, Any]) -> SparkSession:
         # Python workers of a local session run this Python (its packages: polars-hash).
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        defaults["spark.sql.shuffle.partitions"] = str(_local_cores(master))
+        logging = Path(__file__).with_name("spark_log4j2.properties").as_uri()
+        defaults["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={logging}"
+        defaults["spark.log.level"] = "ERROR"
+        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
     conf = {**defaults, **{k: _text(v) for k, v in (options.get("conf") or {}).items()}}
     for key, value in conf.items():
         builder = builder.config(key, value)
@@ -180,6 +186,14 @@ def _quiet_query_errors() -> None:
         return
     for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
         PySparkLogger.getLogger(name).disabled = True
+
+
+def _local_cores(master: str) -> int:
+    """The worker threads of a ``local``, ``local[N]`` or ``local[*]`` master."""
+    inside = master.partition("[")[2].partition("]")[0].partition(",")[0]
+    if inside.isdigit():
+        return max(1, int(inside))
+    return os.cpu_count() or 1 if inside == "*" else 1
 
 
 def _text(value: object) -> str:
@@ -242,7 +256,8 @@ class SparkEngine(SqlEngine):
     def render(self, query: exp.Expr | str) -> str:
         if isinstance(query, str):
             return query
-        return query.transform(_to_spark, copy=True).sql(dialect=DIALECT, identify=True)
+        spark = _hoist_ctes(query.transform(_to_spark, copy=True))
+        return spark.sql(dialect=DIALECT, identify=True)
 
     def _sql(self, query: exp.Expr | str) -> DataFrame:
         sql = self.render(query)
@@ -323,7 +338,8 @@ class SparkEngine(SqlEngine):
             from pyspark.sql.pandas.types import from_arrow_schema
 
             return self.spark.createDataFrame([], from_arrow_schema(arrow.schema))
-        return self._fetch(lambda: self.spark.createDataFrame(arrow))
+        created: DataFrame = self._fetch(lambda: self.spark.createDataFrame(arrow))
+        return created
 
     def register(self, data: pa.Table | pl.DataFrame, prefix: str = "__mxd_data") -> exp.Table:
         return self._keep(self._name(prefix), self.dataframe(data))
@@ -413,7 +429,7 @@ class SparkEngine(SqlEngine):
         missing = [n for n in wanted if n not in self._registered]
         if not missing:
             return
-        from pyspark.sql.functions import arrow_udf
+        from pyspark.sql.functions import arrow_udf  # type: ignore[attr-defined]
         from pyspark.sql.types import DecimalType, StringType
 
         for name in missing:
@@ -441,6 +457,33 @@ def _to_spark(node: exp.Expr) -> exp.Expr:
         if name == "epoch_us":
             return exp.Anonymous(this="unix_micros", expressions=node.expressions)
     return node
+
+
+def _hoist_ctes(query: exp.Expr) -> exp.Expr:
+    """Every CTE in one top-level WITH, as Spark SQL wants them (sqlglot's Spark dialect
+    moves them up too, but keeps both copies of a subquery the plan uses twice, which
+    Spark refuses as duplicate names): a name defined twice with the same body is kept
+    once."""
+    from sqlglot.transforms import move_ctes_to_top_level
+
+    if not isinstance(query, exp.Query):
+        return query
+    hoisted = move_ctes_to_top_level(query)
+    top = hoisted.args.get("with_")
+    if top is None:
+        return hoisted
+    seen: dict[str, str] = {}
+    kept = []
+    for cte in top.expressions:
+        body = cte.this.sql(dialect=DIALECT)
+        if cte.alias in seen:
+            if seen[cte.alias] != body:
+                raise StoreError(f"internal error: two different CTEs named {cte.alias}")
+            continue
+        seen[cte.alias] = body
+        kept.append(cte)
+    top.set("expressions", kept)
+    return hoisted
 
 
 def _error(location: str, exc: Exception) -> StoreError:
@@ -627,8 +670,13 @@ class SparkStore(MetadataStore):
                 f"Spark table {self._folder(table)} is missing commit folder {missing[0]}",
                 hint="the table's log names files that are gone; restore them or the table",
             )
-        reader = engine.spark.read.option("mergeSchema", "true")
-        return engine._fetch(lambda: reader.parquet(*folders))
+        schema = _footer_schema(folders)
+        if schema is None:  # (types pyarrow cannot unify: let Spark merge the footers)
+            reader = engine.spark.read.option("mergeSchema", "true")
+        else:
+            reader = engine.spark.read.schema(schema)
+        frame: DataFrame = engine._fetch(lambda: reader.parquet(*folders))
+        return frame
 
     def schema(self, table: Table) -> pa.Schema | None:
         ref = self.ref(table)
@@ -694,7 +742,7 @@ class SparkStore(MetadataStore):
         if arrow.num_rows == 0:
             return 0
         self._write_arrow(table, arrow, rewrite=False)
-        return arrow.num_rows
+        return int(arrow.num_rows)
 
     def append_query(self, table: Table, query: exp.Expr) -> int:
         self.check_writable()
@@ -755,6 +803,26 @@ class SparkStore(MetadataStore):
             self._engine.close()
             self._engine = None
         self._views.clear()
+
+
+def _footer_schema(folders: Sequence[str]) -> Any:
+    """The table's columns from its files' footers, unified (new columns, new struct
+    fields), as a Spark schema; None when they do not unify. Reading the footers here
+    costs milliseconds; Spark's own schema merge is a job (~0.2 s) per read."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    schemas = []
+    for folder in folders:
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".parquet") and not name.startswith(("_", ".")):
+                schemas.append(pq.read_schema(os.path.join(folder, name)))
+    if not schemas:
+        return None
+    try:
+        unified = pa.unify_schemas(schemas, promote_options="permissive")
+        return from_arrow_schema(unified)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return None
 
 
 def _safe(name: str) -> str:
