@@ -1,6 +1,6 @@
 """Benchmark harness: how fast mxd resolves and materializes, against a pure-Polars floor.
 
-    python benchmarks/run.py --rows 1000000 [--store duckdb|delta] [--repeat K]
+    python benchmarks/run.py --rows 1000000 [--store duckdb|delta|spark] [--repeat K]
                              [--peers metaxy] [--out FILE.json] [--keep] [--10m] [--profile DIR]
 
 Builds the synthetic project of ``synthetic.py`` in a temporary folder and runs the phases
@@ -233,7 +233,7 @@ def run_peer(bench: Bench, env: Environment, phase: Phase, work: Path) -> dict[s
 def run_phase(bench: Bench, phase: Phase, work: Path, n: int, rep: int) -> dict[str, Any]:
     project, floor_store, data = work / "project", work / "floor", work / "project" / "data"
     config = project / "metaxy.toml"
-    preload = ["duckdb"] if bench.store == "duckdb" else ["deltalake"]
+    preload = {"duckdb": ["duckdb"], "delta": ["deltalake"], "spark": ["pyspark"]}[bench.store]
     timing = work / "timing.json"
     profile = None if bench.profile is None else bench.profile / f"{n}-{phase.name}-{rep}.prof"
     if phase.floor == "write":
@@ -447,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also run N = 10,000,000 (needs ~16 GiB and time)",
     )
-    parser.add_argument("--store", choices=["duckdb", "delta"], default="duckdb")
+    parser.add_argument("--store", choices=["duckdb", "delta", "spark"], default="duckdb")
     parser.add_argument(
         "--repeat", type=int, default=1, help="run every phase K times; report median and min–max"
     )

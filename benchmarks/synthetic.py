@@ -133,7 +133,12 @@ type = "{store}"
 chunk_size = {chunk_size}
 """
 
-LOCATIONS = {"duckdb": 'database = ".mxd/{name}.duckdb"', "delta": 'root_path = ".mxd/{name}"'}
+LOCATIONS = {
+    "duckdb": 'database = ".mxd/{name}.duckdb"',
+    "delta": 'root_path = ".mxd/{name}"',
+    # A local session on the machine's two cores (the JVM's start is part of every phase).
+    "spark": 'warehouse = ".mxd/{name}"\nmaster = "local[2]"',
+}
 PROBE_CONFIG = "write-probe.toml"  # the same project over a scratch store (write probe)
 
 
@@ -244,7 +249,7 @@ def write_project(root: Path, *, store: str, chunk_size: int) -> Path:
         config = CONFIG.format(
             truncation=HASH_TRUNCATION,
             store=store,
-            location=LOCATIONS[store].format(name=name if store == "duckdb" else f"{name}-delta"),
+            location=LOCATIONS[store].format(name=name if store == "duckdb" else f"{name}-{store}"),
             chunk_size=chunk_size,
         )
         (root / file).write_text(textwrap.dedent(config))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import textwrap
 from pathlib import Path
@@ -352,7 +353,7 @@ def test_unknown_store_type(tmp_path: Path) -> None:
         load(tmp_path, '[stores.dev]\ntype = "duckbd"\n')
     assert info.value.exit_code == 2
     assert info.value.hint == (
-        "did you mean 'duckdb'? accepted types: duckdb, delta (or Metaxy's import path for one)"
+        "did you mean 'duckdb'? accepted types: duckdb, delta, spark (or Metaxy's import path for one)"
     )
 
 
@@ -360,7 +361,9 @@ def test_unsupported_metaxy_store_type(tmp_path: Path) -> None:
     text = '[stores.dev]\ntype = "metaxy.ext.clickhouse.ClickHouseMetadataStore"\n'
     with pytest.raises(ConfigError, match="unknown store type") as info:
         load(tmp_path, text)
-    assert info.value.hint == "accepted types: duckdb, delta (or Metaxy's import path for one)"
+    assert (
+        info.value.hint == "accepted types: duckdb, delta, spark (or Metaxy's import path for one)"
+    )
 
 
 def test_store_without_type(tmp_path: Path) -> None:
@@ -722,11 +725,13 @@ def test_example_file_loads(tmp_path: Path) -> None:
     shutil.copy(REPO_ROOT / "metaxy.toml.example", tmp_path / "metaxy.toml")
     config = load_config(cwd=tmp_path, environ={})
     assert config.store == "dev"
-    assert set(config.stores) == {"dev", "prod"}
+    assert set(config.stores) == {"dev", "prod", "lake"}
     dev, prod = config.store_config("dev"), config.store_config("prod")
     assert dev.options["database"] == str(tmp_path / ".mxd" / "dev.duckdb")
     assert dev.fallback_stores == ("prod",)
     assert (prod.type, prod.options["root_path"]) == ("delta", "s3://my-bucket/metaxy")
+    lake = config.store_config("lake")
+    assert lake.options["warehouse"] == str(tmp_path / ".mxd" / "spark-warehouse")
     assert config.mxd == {"chunk_size": 10000, "lock_timeout": 0.0}
 
 
@@ -734,6 +739,28 @@ def test_example_file_documents_every_top_level_key() -> None:
     text = (REPO_ROOT / "metaxy.toml.example").read_text()
     for key in TOP_LEVEL_KEYS:
         assert any(f"\n{form}" in text for form in (f"{key} =", f"# {key} =", f"[{key}.")), key
+
+
+def test_spark_warehouse_defaults_beside_the_config_file(tmp_path: Path) -> None:
+    config = load(
+        tmp_path, '[stores.lake]\ntype = "spark"\n[stores.lake.config]\nmaster = "local[1]"\n'
+    )
+    lake = config.store_config("lake")
+    assert lake.options["warehouse"] == str(tmp_path / ".mxd" / "spark-warehouse")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ('master = "local"\nremote = "sc://h:15002"', "either 'master' or 'remote'"),
+        ('format = "delta"', "does not support option 'format'"),
+        ('conf = { "spark.x" = [1] }', "conf.spark.x must be"),
+        ('warehouse = "s3://bucket/x"', "not a local or mounted folder"),
+    ],
+)
+def test_spark_options_are_checked(tmp_path: Path, options: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(tmp_path, f'[stores.lake]\ntype = "spark"\n[stores.lake.config]\n{options}\n')
 
 
 def test_wrong_module_for_a_known_store_class(tmp_path: Path) -> None:

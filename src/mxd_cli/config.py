@@ -294,6 +294,10 @@ def _resolve_store_paths(stores: object, base: Path, cwd: Path | None = None) ->
         if not isinstance(table, dict) or not isinstance(table.get("config"), dict):
             continue
         backend = find(table["type"]) if isinstance(table.get("type"), str) else None
+        for spec in backend.options if backend is not None else ():
+            # A path option with a default (spark's warehouse) is relative to the file too.
+            if spec.kind == "path" and spec.default is not None:
+                table["config"].setdefault(spec.name, spec.default)
         for option in backend.path_options if backend is not None else ():
             value = table["config"].get(option)
             if not (isinstance(value, str) and _is_local_path(value)):

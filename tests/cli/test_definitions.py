@@ -68,7 +68,10 @@ def test_list_selection_and_stores(quickstart: Path) -> None:
         "shop/products", "shop/reviews", "shop/pricing",
     ]  # fmt: skip
     stores = json.loads(mxd("list", "stores", "--json", cwd=quickstart).stdout)["stores"]
-    assert [(s["name"], s["type"], s["default"]) for s in stores] == [("dev", "duckdb", True)]
+    assert [(s["name"], s["type"], s["default"]) for s in stores] == [
+        ("dev", "duckdb", True),
+        ("spark", "spark", False),
+    ]
     assert stores[0]["options"]["database"] == str(quickstart / ".mxd" / "dev.duckdb")
 
 

@@ -11,11 +11,13 @@ resolving again straight after the step must find nothing to do.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Literal, TypeAlias
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +26,7 @@ from mxd_cli.definitions import FeatureKey, Registry, collecting
 from mxd_cli.engine.increment import Increment
 from mxd_cli.graph import FeatureGraph
 from mxd_cli.store import columns as c
+from mxd_cli.store.base import MetadataStore
 from mxd_cli.store.duckdb import DuckDBStore
 from mxd_cli.versioning import GraphVersions
 from tests.engine_steps import Steps
@@ -297,13 +300,14 @@ def assert_same(label: str, got: Increment, want: OracleIncrement) -> None:
 
 
 class Pipeline:
-    """One scenario's state: plans, root samples, an in-memory DuckDB store, the oracle."""
+    """One scenario's state: plans, root samples, a store (in-memory DuckDB unless given),
+    the oracle."""
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, store: MetadataStore | None = None) -> None:
         self.scenario = scenario
         self.plans = scenario.features
         self.samples = {root: dict(s) for root, s in scenario.samples.items()}
-        self.store = DuckDBStore("t", {"database": ":memory:"})
+        self.store = store or DuckDBStore("t", {"database": ":memory:"})
         self.graph = build_graph(self.plans)
         self.versions = GraphVersions(self.graph, scenario.length)
         self.oracle = Oracle(self.graph, algorithm=scenario.algorithm, length=scenario.length)
@@ -397,8 +401,8 @@ class Pipeline:
         self.oracle.soft_delete(key, wanted)
 
 
-def run(scenario: Scenario) -> None:
-    pipeline = Pipeline(scenario)
+def run(scenario: Scenario, store: MetadataStore | None = None) -> None:
+    pipeline = Pipeline(scenario, store)
     try:
         pipeline.step("first run")
         for n, edit in enumerate(scenario.edits, 1):
@@ -428,6 +432,22 @@ def test_increments_match_oracle(scenario: Scenario) -> None:
 def test_increments_match_oracle_all_optional(scenario: Scenario) -> None:
     # every dep of every downstream feature optional: full outer joins everywhere
     run(scenario)
+
+
+# The same property on the spark store, a few graphs (each Spark query costs ~0.3 s here);
+# MXD_SPARK_PROPERTY_EXAMPLES raises it.
+@pytest.mark.spark
+@settings(
+    max_examples=int(os.environ.get("MXD_SPARK_PROPERTY_EXAMPLES", "3")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(scenarios())
+def test_increments_match_oracle_on_spark(scenario: Scenario) -> None:
+    from mxd_cli.store.spark import SparkStore
+
+    with tempfile.TemporaryDirectory() as folder:
+        run(scenario, SparkStore("t", {"warehouse": folder, "master": "local[2]"}))
 
 
 # -- the machinery itself ---------------------------------------------------------------------

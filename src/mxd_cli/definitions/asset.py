@@ -29,6 +29,9 @@ class AssetDefinition:
     origin: Origin
     arity: int  # 1: root style (ctx); 2: downstream style (ctx, rows)
     source_version: Callable[[AssetContext], str] | None = None
+    #: Where the chunks are computed: "driver" (this process) or "spark" (the executors
+    #: of a spark store's session; on other stores it runs in the driver).
+    executor: str = "driver"
 
     @property
     def name(self) -> str:
@@ -143,6 +146,7 @@ def asset(
     *,
     chunk_size: int | None = None,
     source_version: Callable[[AssetContext], str] | None = None,
+    executor: str = "driver",
 ) -> Callable[[F], F]:
     """Register the decorated function as the asset of ``feature``.
 
@@ -159,6 +163,11 @@ def asset(
     changes whenever the source data may have changed (file sizes and modification times,
     a table's snapshot id...). When the token, the code and the store are all as they were
     after the last complete run, the asset is not called at all and the run costs nothing.
+
+    ``executor="spark"`` (downstream assets): on a spark store the chunks are computed on
+    the cluster's executors (``mapInArrow`` over the increment), each bounded job committed
+    atomically; on any other store, and in dry runs, the asset runs here as usual. The
+    function and its module must be importable there (mxd ships single-file modules).
     """
     key = feature_key_of(feature)
     if chunk_size is not None and (
@@ -167,6 +176,10 @@ def asset(
         raise DefinitionError(f"asset of {key}: chunk_size must be a positive integer")
     if source_version is not None and not callable(source_version):
         raise DefinitionError(f"asset of {key}: source_version must be a function of ctx")
+    if executor not in ("driver", "spark"):
+        raise DefinitionError(
+            f"asset of {key}: executor must be 'driver' or 'spark', not {executor!r}"
+        )
 
     def register(fn: F) -> F:
         if not callable(fn):
@@ -180,9 +193,14 @@ def asset(
                 hint="a root asset takes (ctx); a downstream asset takes (ctx, rows)",
                 location=str(origin),
             )
-        active_registry().add_asset(
-            key, AssetDefinition(key, fn, chunk_size, origin, arity, source_version), origin
-        )
+        if executor == "spark" and arity == 1:
+            raise DefinitionError(
+                f"asset {getattr(fn, '__qualname__', fn)!r} of {key}: a root asset runs in "
+                "the driver (it returns every sample); executor='spark' is for downstream assets",
+                location=str(origin),
+            )
+        definition = AssetDefinition(key, fn, chunk_size, origin, arity, source_version, executor)
+        active_registry().add_asset(key, definition, origin)
         return fn
 
     return register

@@ -18,6 +18,7 @@ selected feature, and what an orchestrator adapter (Dagster) or a test calls for
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ from mxd_cli.engine.assets import call_asset
 from mxd_cli.engine.increment import Baseline, Increment, resolve
 from mxd_cli.engine.output import attach_provenance, check_columns, check_ids
 from mxd_cli.engine.plan import CHANGE, sample_key
+from mxd_cli.engine.remote import ChunkFunction
 from mxd_cli.engine.restrictions import FeatureRestriction, Restrictions, types_of
 from mxd_cli.engine.results import FeatureResult, Listener, RunOptions
 from mxd_cli.engine.roots import StagedSamples, stage_root_samples
@@ -44,6 +46,7 @@ from mxd_cli.engine.writer import CommitGroup, FeatureWriter
 from mxd_cli.errors import AssetError, MassDeleteError
 from mxd_cli.graph import FeatureNode
 from mxd_cli.project import Project
+from mxd_cli.store.base import now_utc
 
 
 class Stopped(Exception):
@@ -299,6 +302,9 @@ class FeatureStep:
         if increment.members:
             self.write_groups(increment, writer, res)
             return
+        if self.asset.executor == "spark" and run.store.maps_chunks() and not run.options.dry_run:
+            self.write_on_executors(increment, writer, res)
+            return
         size = run.chunk_size(self.asset)
         ctx = run.context(self.key, increment.counts)
         skey = list(increment.key_columns)
@@ -344,6 +350,57 @@ class FeatureStep:
             if not restarted:
                 break
         group.flush()
+
+    def write_on_executors(
+        self, increment: Increment, writer: FeatureWriter, res: FeatureResult
+    ) -> None:
+        """Chunks computed where the store's engine runs (``executor="spark"``): the first
+        here, which fixes the output's columns, then the rest on the executors, one commit
+        per job of a few chunks."""
+        run = self.run
+        size = run.chunk_size(self.asset)
+        ctx = run.context(self.key, increment.counts)
+        query = self.to_compute(increment)
+        if query is None:
+            return
+        stream = run.session.engine.batches(query, size)
+        try:
+            first = next(iter(stream), None)
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+        if first is None:
+            return
+        chunk = pl.from_arrow(first)
+        assert isinstance(chunk, pl.DataFrame)
+        chunk = chunk.drop(CHANGE)
+        rows = self.call(ctx, chunk, increment)
+        writer.check_types(rows, self.asset)
+        stamping = writer.stamping(now_utc())
+        schema = stamping(rows).to_arrow().schema
+        group = self.commit_group(writer, res)
+        group.add(rows, chunk.height)
+        group.flush()
+        rest = self.to_compute(increment, after=chunk.select(increment.key_columns).row(-1))
+        if rest is None:
+            return
+        function = ChunkFunction(
+            self.asset,
+            dataclasses.replace(ctx, reader=None),  # (ctx.read needs the driver's store)
+            tuple(self.node.spec.id_columns),
+            tuple(increment.key_columns),
+            stamping,
+            schema,
+            size,
+        )
+        for rows_in, written in run.store.append_mapped(
+            writer.table, rest, function, schema, job_rows=size * 4
+        ):
+            res.written += written
+            run.listener.rows_done(str(self.key), rows_in)
+            if run.should_stop():
+                raise Stopped
 
     def to_compute(
         self, increment: Increment, after: Sequence[object] | None = None

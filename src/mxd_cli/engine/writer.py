@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import polars as pl
@@ -34,6 +35,37 @@ from mxd_cli.versioning import GraphVersions, sha256_truncated
 
 def _timestamp(at: datetime) -> exp.Expr:
     return exp.cast(exp.Literal.string(at.isoformat()), "TIMESTAMPTZ")
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """Rows with provenance made ready to append: data versions (recipe 12) and the system
+    columns of one write. Plain data, so it travels to Spark executors."""
+
+    node: FeatureNode
+    algorithm: str
+    length: int
+    feature_version: str
+    project_version: str
+    materialization_id: str | None
+    at: datetime
+
+    def __call__(self, rows: pl.DataFrame) -> pl.DataFrame:
+        frame = with_data_versions(rows.lazy(), self.node, self.algorithm, self.length)
+        internal = [n for n in frame.collect_schema().names() if n.startswith("__mxd")]
+        at = self.at
+        return (
+            frame.drop(internal)
+            .with_columns(
+                pl.lit(self.feature_version, dtype=pl.String).alias(c.FEATURE_VERSION),
+                pl.lit(self.project_version, dtype=pl.String).alias(c.PROJECT_VERSION),
+                pl.lit(at, dtype=c.TIMESTAMP).alias(c.CREATED_AT),
+                pl.lit(at, dtype=c.TIMESTAMP).alias(c.UPDATED_AT),
+                pl.lit(None, dtype=c.TIMESTAMP).alias(c.DELETED_AT),
+                pl.lit(self.materialization_id, dtype=pl.String).alias(c.MATERIALIZATION_ID),
+            )
+            .collect()
+        )
 
 
 class FeatureWriter:
@@ -72,19 +104,18 @@ class FeatureWriter:
     # ---- stamping ----------------------------------------------------------------------
     def stamp(self, rows: pl.DataFrame, at: datetime) -> pl.DataFrame:
         """Rows with provenance, ready to append: data versions and system columns set."""
-        frame = with_data_versions(rows.lazy(), self.node, self.algorithm, self.length)
-        internal = [n for n in frame.collect_schema().names() if n.startswith("__mxd")]
-        return (
-            frame.drop(internal)
-            .with_columns(
-                pl.lit(self.feature_version, dtype=pl.String).alias(c.FEATURE_VERSION),
-                pl.lit(self.versions.project_version, dtype=pl.String).alias(c.PROJECT_VERSION),
-                pl.lit(at, dtype=c.TIMESTAMP).alias(c.CREATED_AT),
-                pl.lit(at, dtype=c.TIMESTAMP).alias(c.UPDATED_AT),
-                pl.lit(None, dtype=c.TIMESTAMP).alias(c.DELETED_AT),
-                pl.lit(self.materialization_id, dtype=pl.String).alias(c.MATERIALIZATION_ID),
-            )
-            .collect()
+        return self.stamping(at)(rows)
+
+    def stamping(self, at: datetime) -> Stamp:
+        """What :meth:`stamp` does, as a picklable function (for executors)."""
+        return Stamp(
+            self.node,
+            self.algorithm,
+            self.length,
+            self.feature_version,
+            self.versions.project_version,
+            self.materialization_id,
+            at,
         )
 
     def stamp_query(self, query: exp.Expr, columns: Sequence[str], at: datetime) -> exp.Select:

@@ -210,6 +210,23 @@ class MetadataStore(abc.ABC):
         """Append the rows of a query run in :meth:`engine` (they never leave it where the
         backend can write from SQL). One commit; returns the rows written."""
 
+    def maps_chunks(self) -> bool:
+        """Whether :meth:`append_mapped` runs chunks on a cluster (``executor="spark"``)."""
+        return False
+
+    def append_mapped(
+        self,
+        table: Table,
+        query: exp.Expr,
+        function: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]],
+        schema: pa.Schema,
+        job_rows: int,
+    ) -> Iterator[tuple[int, int]]:
+        """Append ``function`` applied, where the engine runs, to the rows of ``query``
+        (batches in, rows of ``schema`` out), in commits of about ``job_rows`` input rows;
+        yields (rows in, rows written) per commit."""
+        raise NotImplementedError(f"a {self.kind} store computes chunks in the driver")
+
     @abc.abstractmethod
     def delete_where(self, table: Table, condition: exp.Expr) -> int:
         """Remove physically every row for which ``condition`` (SQL over the table's

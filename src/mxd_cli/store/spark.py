@@ -30,6 +30,7 @@ import sys
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 DIALECT = "spark"
 DEFAULT_WAREHOUSE = ".mxd/spark-warehouse"
 _LOG = "_mxd_log.json"
+_ROW = "__mxd_batch_row"
 
 
 def _check_options(store: str, options: Mapping[str, Any], where: Any) -> None:
@@ -146,12 +148,13 @@ def spark_session(options: Mapping[str, Any]) -> SparkSession:
             "the spark store needs pyspark", hint="pip install 'pyspark>=4.1'"
         ) from exc
     builder = SparkSession.builder.appName("mxd")
+    defaults = dict(_DEFAULT_CONF)
+    submitted = "PYSPARK_GATEWAY_PORT" in os.environ  # (spark-submit started this process)
+    master = str(options.get("master") or ("" if submitted else "local[*]"))
     if options.get("remote"):
         builder = builder.remote(options["remote"])
-    else:
-        builder = builder.master(str(options.get("master") or "local[*]"))
-    defaults = dict(_DEFAULT_CONF)
-    master = str(options.get("master") or "local[*]")
+    elif master:
+        builder = builder.master(master)
     if not options.get("remote") and master.startswith("local"):
         # Python workers of a local session run this Python (its packages: polars-hash).
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -251,6 +254,7 @@ class SparkEngine(SqlEngine):
         self._frames: dict[str, DataFrame] = {}  # temp views this engine made, by name
         self._registered: set[str] = set()
         self._parts: dict[str, int] = {}
+        self._shipped: set[str] = set()
 
     # SQL text
     def render(self, query: exp.Expr | str) -> str:
@@ -291,9 +295,9 @@ class SparkEngine(SqlEngine):
         table: pa.Table = self._fetch(frame.toArrow)
         return table
 
-    def batches(self, query: exp.Expr | str, size: int) -> Iterator[pa.RecordBatch]:
-        """Rows ``size`` at a time in the query's order: the result is numbered once (in a
-        checkpoint on the executors), then each batch is one job fetching a range."""
+    def _numbered(self, query: exp.Expr | str) -> DataFrame:
+        """The result with its rows numbered 1.. in the query's order (``__mxd_batch_row``),
+        computed once into a checkpoint on the executors."""
         from pyspark.sql import functions as F
         from pyspark.sql.window import Window
 
@@ -302,23 +306,70 @@ class SparkEngine(SqlEngine):
         bare = parsed.copy()
         bare.set("order", None)
         frame = self._sql(bare)
-        rank = "__mxd_batch_row"
         if order is not None:
             keys = [F.col(o.this.name).asc_nulls_last() for o in order.expressions]
         else:
             keys = [F.monotonically_increasing_id()]
-        numbered = frame.withColumn(rank, F.row_number().over(Window.orderBy(*keys)))
-        numbered = self._fetch(lambda: numbered.localCheckpoint(eager=True))
+        numbered = frame.withColumn(_ROW, F.row_number().over(Window.orderBy(*keys)))
+        checkpoint: DataFrame = self._fetch(lambda: numbered.localCheckpoint(eager=True))
+        return checkpoint
+
+    def batches(self, query: exp.Expr | str, size: int) -> Iterator[pa.RecordBatch]:
+        """Rows ``size`` at a time in the query's order: the result is numbered once (in a
+        checkpoint on the executors), then each batch is one job fetching a range."""
+        from pyspark.sql import functions as F
+
+        numbered = self._numbered(query)
         try:
-            total = self._fetch(numbered.count)
-            for start in range(0, total, size):
-                part = numbered.where((F.col(rank) > start) & (F.col(rank) <= start + size))
-                table: pa.Table = self._fetch(part.orderBy(rank).drop(rank).toArrow)
+            start = 0
+            while True:
+                part = numbered.where((F.col(_ROW) > start) & (F.col(_ROW) <= start + size))
+                table: pa.Table = self._fetch(part.orderBy(_ROW).drop(_ROW).toArrow)
                 for batch in table.combine_chunks().to_batches(max_chunksize=size):
                     if batch.num_rows:
                         yield batch
+                if table.num_rows < size:
+                    break
+                start += size
         finally:
             numbered.unpersist()
+
+    def ranges(self, query: exp.Expr | str, size: int) -> Iterator[tuple[DataFrame, int]]:
+        """The result in consecutive ranges of ``size`` rows (query order), each a
+        DataFrame spread over the session's cores, with its row count."""
+        from pyspark.sql import functions as F
+
+        numbered = self._numbered(query)
+        try:
+            total = int(self._fetch(numbered.count))
+            parts = max(1, int(self.spark.sparkContext.defaultParallelism))
+            for start in range(0, total, size):
+                part = numbered.where((F.col(_ROW) > start) & (F.col(_ROW) <= start + size))
+                yield part.drop(_ROW).repartition(parts), min(size, total - start)
+        finally:
+            numbered.unpersist()
+
+    def ship(self, module: str) -> None:
+        """Make a project module importable on the executors (single-file modules as they
+        are, packages zipped), once per session."""
+        import importlib
+        import tempfile
+
+        top = module.partition(".")[0]
+        if top in self._shipped:
+            return
+        found = importlib.import_module(top)
+        path = getattr(found, "__file__", None)
+        if path is None or "site-packages" in path:
+            return  # (installed packages are the executors' own business)
+        if os.path.basename(path) == "__init__.py":
+            folder = os.path.dirname(path)
+            staging = tempfile.mkdtemp(prefix="mxd-ship-")
+            path = shutil.make_archive(
+                os.path.join(staging, top), "zip", os.path.dirname(folder), top
+            )
+        self.spark.sparkContext.addPyFile(path)
+        self._shipped.add(top)
 
     # data from Python
     def _name(self, prefix: str) -> str:
@@ -457,6 +508,23 @@ def _to_spark(node: exp.Expr) -> exp.Expr:
         if name == "epoch_us":
             return exp.Anonymous(this="unix_micros", expressions=node.expressions)
     return node
+
+
+def _executor_error(function: object, exc: StoreError) -> Exception:
+    """A chunk that failed on an executor: the asset's error when the asset raised."""
+    from mxd_cli.errors import AssetError
+
+    asset = getattr(function, "asset", None)
+    if asset is None or "Python worker failed" not in exc.message:
+        return exc
+    raised = exc.message.split("Python worker failed: ", 1)[1]
+    if raised.startswith("mxd_cli.errors.AssetError: "):
+        raised = raised[len("mxd_cli.errors.AssetError: ") :]
+        return AssetError(raised, location=str(asset.origin))
+    return AssetError(
+        f"asset {asset.name!r} of {asset.feature} raised on an executor: {raised}",
+        location=str(asset.origin),
+    )
 
 
 def _hoist_ctes(query: exp.Expr) -> exp.Expr:
@@ -747,6 +815,48 @@ class SparkStore(MetadataStore):
     def append_query(self, table: Table, query: exp.Expr) -> int:
         self.check_writable()
         return self._write_query(table, query, rewrite=False)
+
+    def maps_chunks(self) -> bool:
+        return True
+
+    def append_mapped(
+        self,
+        table: Table,
+        query: exp.Expr,
+        function: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]],
+        schema: pa.Schema,
+        job_rows: int,
+    ) -> Iterator[tuple[int, int]]:
+        """``mapInArrow`` over ranges of the query's rows; each range is one Spark job
+        whose output is one commit (a killed run loses only the range in flight)."""
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        self.check_writable()
+        engine = self.engine()
+        target = pa.schema([pa.field(f.name, _spark_type(f.type), f.nullable) for f in schema])
+        spark_schema = from_arrow_schema(target)
+        module = getattr(getattr(function, "asset", None), "fn", None)
+        if module is not None:
+            engine.ship(module.__module__)
+
+        def on_executor(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            for batch in function(batches):
+                yield pa.Table.from_batches([batch]).cast(target).combine_chunks().to_batches()[0]
+
+        for part, rows_in in engine.ranges(query, job_rows):
+            mapped = part.mapInArrow(on_executor, spark_schema)
+            staged, final = self._new_folder(table)
+            try:
+                try:
+                    engine._fetch(partial(mapped.write.mode("error").parquet, staged))
+                except StoreError as exc:
+                    raise _executor_error(function, exc) from exc
+                written = int(engine._fetch(engine.spark.read.parquet(staged).count))
+                if written:
+                    self._finish(table, staged, final, rewrite=False)
+            finally:
+                shutil.rmtree(staged, ignore_errors=True)
+            yield rows_in, written
 
     def delete_where(self, table: Table, condition: exp.Expr) -> int:
         self.check_writable()
