@@ -160,6 +160,9 @@ def spark_session(options: Mapping[str, Any]) -> SparkSession:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         defaults["spark.sql.shuffle.partitions"] = str(_local_cores(master))
+        # A local session keeps every partition in the driver's JVM: Spark's 1g default
+        # dies at a million rows; a quarter of the machine's memory, up to 8g.
+        defaults["spark.driver.memory"] = _driver_memory()
         logging = Path(__file__).with_name("spark_log4j2.properties").as_uri()
         defaults["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={logging}"
         defaults["spark.log.level"] = "ERROR"
@@ -189,6 +192,14 @@ def _quiet_query_errors() -> None:
         return
     for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
         PySparkLogger.getLogger(name).disabled = True
+
+
+def _driver_memory() -> str:
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not Linux
+        return "2g"
+    return f"{max(1, min(8, total // 4 // 2**30))}g"
 
 
 def _local_cores(master: str) -> int:
