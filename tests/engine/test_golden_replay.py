@@ -136,12 +136,18 @@ def replay_step(
     return checks
 
 
-@pytest.mark.parametrize("backend", ["duckdb", "delta"])
-@pytest.mark.parametrize(
-    ("name", "algorithm", "length", "graphs", "run"),
-    CASES,
-    ids=[f"{c[0]}-{c[1]}-t{c[2]}" for c in CASES],
-)
+SPARK_CASES = [case for case in CASES if case[1] in ("xxhash32", "md5")]
+# Every case on DuckDB and Delta; on Spark every scenario with a native hash (md5) and an
+# Arrow UDF one (xxhash32).
+BACKEND_CASES = [
+    *(pytest.param(b, *case, id=f"{b}-{case[0]}-{case[1]}-t{case[2]}")
+      for b in ("duckdb", "delta") for case in CASES),
+    *(pytest.param("spark", *case, id=f"spark-{case[0]}-{case[1]}-t{case[2]}",
+                   marks=pytest.mark.spark) for case in SPARK_CASES),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("backend", "name", "algorithm", "length", "graphs", "run"), BACKEND_CASES)
 def test_golden_replay(
     backend: str,
     name: str,
@@ -152,28 +158,6 @@ def test_golden_replay(
     tmp_path: Path,
 ) -> None:
     with open_store(backend, tmp_path) as store:
-        assert replay(graphs, run, algorithm, length, store) > 0
-
-
-SPARK_CASES = [case for case in CASES if case[1] in ("xxhash32", "md5")]
-
-
-@pytest.mark.spark
-@pytest.mark.parametrize(
-    ("name", "algorithm", "length", "graphs", "run"),
-    SPARK_CASES,
-    ids=[f"{c[0]}-{c[1]}-t{c[2]}" for c in SPARK_CASES],
-)
-def test_golden_replay_on_spark(
-    name: str,
-    algorithm: str,
-    length: int,
-    graphs: dict[str, Any],
-    run: dict[str, Any],
-    tmp_path: Path,
-) -> None:
-    """Every scenario with a native hash (md5) and an Arrow UDF one (xxhash32)."""
-    with open_store("spark", tmp_path) as store:
         assert replay(graphs, run, algorithm, length, store) > 0
 
 

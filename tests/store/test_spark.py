@@ -20,7 +20,7 @@ from mxd_cli import api
 from mxd_cli.store import columns as c
 from mxd_cli.store import open_store
 from tests.cli.test_definitions import mxd
-from tests.conftest import EXAMPLES
+from tests.conftest import CHAIN, EXAMPLES
 from tests.populated import digest
 
 pytestmark = pytest.mark.spark
@@ -201,17 +201,10 @@ def test_kill_9_mid_run_on_spark_then_the_next_run_redoes_only_what_is_missing(
     assert [r["status"] for r in runs] == ["success", "interrupted"]
 
 
-EXECUTORS = """
+EXECUTORS = (
+    CHAIN
+    + """
 import os
-
-class Raw(mx.BaseFeature, spec=mx.FeatureSpec(key="demo/raw", id_columns=["id"],
-        fields=[mx.FieldSpec(key="value", code_version="1")])):
-    pass
-
-class Clean(mx.BaseFeature, spec=mx.FeatureSpec(key="demo/clean", id_columns=["id"],
-        deps=[mx.FeatureDep(feature=Raw)],
-        fields=[mx.FieldSpec(key="value", code_version="1")])):
-    pass
 
 @mx.asset(Raw)
 def raw(ctx):
@@ -223,6 +216,7 @@ def clean(ctx, rows):
         raise ValueError("cannot clean boom")
     return rows.select("id", pl.col("value").str.to_uppercase(), pid=pl.lit(os.getpid()))
 """
+)
 
 BOTH_STORES = """\
 project = "t"

@@ -363,14 +363,9 @@ class FeatureStep:
         query = self.to_compute(increment)
         if query is None:
             return
-        stream = run.session.engine.batches(query, size)
-        try:
-            first = next(iter(stream), None)
-        finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
-        if first is None:
+        # (the first rows in sample-key order; the executors' ranges number the rest)
+        first = run.session.engine.arrow(query.limit(size))
+        if first.num_rows == 0:
             return
         chunk = pl.from_arrow(first)
         assert isinstance(chunk, pl.DataFrame)

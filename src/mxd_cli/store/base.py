@@ -347,6 +347,16 @@ class MetadataStore(abc.ABC):
         return removed
 
 
+def split_where(ref: exp.Expr, condition: exp.Expr) -> tuple[exp.Select, exp.Select]:
+    """For a delete that rewrites a table: a query counting the rows ``condition`` matches
+    (NULL counts as no match), and the rows it keeps."""
+    matched = exp.func("coalesce", exp.paren(condition), exp.false())
+    one_if = exp.case().when(matched, exp.Literal.number(1)).else_(exp.Literal.number(0))
+    counted = exp.select(exp.Sum(this=one_if)).from_(ref.copy())
+    kept = exp.select("*").from_(ref.copy()).where(exp.not_(matched.copy()))
+    return counted, kept
+
+
 def tombstones(
     source: exp.Expr,
     columns: Sequence[str],

@@ -34,7 +34,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from mxd_cli.errors import ConfigError, StoreError
-from mxd_cli.store.base import MetadataStore, Table
+from mxd_cli.store.base import MetadataStore, Table, split_where
 from mxd_cli.store.duckdb import FIXED_SETTINGS
 from mxd_cli.store.registry import Backend, Option, register
 from mxd_cli.store.sql_engine import DuckDBEngine, SqlEngine, duckdb_engine
@@ -425,19 +425,11 @@ class DeltaStore(MetadataStore):
         if ref is None or found is None:
             return 0
         engine = self.engine()
-        matched = exp.func("coalesce", exp.paren(condition), exp.false())
-        removed = engine.rows(
-            exp.select(
-                exp.Sum(
-                    this=exp.case()
-                    .when(matched, exp.Literal.number(1))
-                    .else_(exp.Literal.number(0))
-                )
-            ).from_(ref)
-        )[0][0]
+        counted, keeping = split_where(ref, condition)
+        removed = engine.rows(counted)[0][0]
         if not removed:
             return 0
-        kept = engine.arrow(exp.select("*").from_(ref).where(exp.not_(matched.copy())))
+        kept = engine.arrow(keeping)
         stored = self.schema(table)
         if stored is not None:
             kept = kept.select([n for n in stored.names if n in kept.column_names])

@@ -40,9 +40,15 @@ import pyarrow.parquet as pq
 from sqlglot import exp
 
 from mxd_cli.errors import ConfigError, StoreError
-from mxd_cli.store.base import MetadataStore, Table
+from mxd_cli.store.base import MetadataStore, Table, split_where
 from mxd_cli.store.registry import Backend, Option, register
-from mxd_cli.store.sql_engine import SqlEngine
+from mxd_cli.store.sql_engine import (
+    FINGERPRINTS,
+    HASH_UDFS,
+    SqlEngine,
+    digest_kernel,
+    integer_kernel,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -216,40 +222,28 @@ def _text(value: object) -> str:
     return str(value)
 
 
-# ---- hash kernels (run on the executors, over Arrow batches) --------------------------------
+# ---- hash kernels: the DuckDB engine's Arrow kernels, typed as Spark wants them ----------
 def _digest(algorithm: str) -> Callable[[pa.Array], pa.Array]:
-    def kernel(values: pa.Array) -> pa.Array:
-        import polars_hash  # noqa: F401  (the .nchash namespace)
+    kernel = digest_kernel(algorithm)
 
-        expr = pl.col("v").nchash  # type: ignore[attr-defined]
-        digest = getattr(expr, algorithm)().cast(pl.String)
-        frame = pl.from_arrow(pa.table({"v": values}))
-        assert isinstance(frame, pl.DataFrame)
-        return frame.select(digest).to_series().to_arrow().cast(pa.string())
+    def spark_kernel(values: pa.Array) -> pa.Array:
+        return kernel(values).cast(pa.string())  # (Spark takes no large strings)
 
-    return kernel
+    return spark_kernel
 
 
 def _fingerprint(algorithm: str) -> Callable[[pa.Array], pa.Array]:
-    def kernel(values: pa.Array) -> pa.Array:
-        import polars_hash  # noqa: F401
+    kernel = integer_kernel(algorithm)
 
-        expr = getattr(pl.col("v").nchash, algorithm)()  # type: ignore[attr-defined]
-        frame = pl.from_arrow(pa.table({"v": values}))
-        assert isinstance(frame, pl.DataFrame)
-        digest = frame.select(expr.cast(pl.UInt64)).to_series().to_arrow()
-        return digest.cast(pa.decimal128(20, 0))
+    def spark_kernel(values: pa.Array) -> pa.Array:
+        return kernel(values).cast(pa.decimal128(20, 0))  # (Spark has no unsigned 64-bit)
 
-    return kernel
+    return spark_kernel
 
 
-_UDF = {
-    "xxhash32": "mxd_xxhash32",
-    "xxhash64": "mxd_xxhash64",
-    "xxh3_64": "mxd_xxh3_64",
-    "wyhash": "mxd_wyhash",
+_FINGERPRINT = {
+    name: algorithm for name, algorithm in zip(FINGERPRINTS, ("xxhash64", "wyhash"), strict=True)
 }
-_FINGERPRINT = {"mxd_fp_xxhash64": "xxhash64", "mxd_fp_wyhash": "wyhash"}
 
 
 class SparkEngine(SqlEngine):
@@ -475,7 +469,7 @@ class SparkEngine(SqlEngine):
             return exp.Anonymous(this="md5", expressions=[text])
         if algorithm == "sha256":
             return exp.Anonymous(this="sha2", expressions=[text, exp.Literal.number(256)])
-        return exp.Anonymous(this=_UDF[algorithm], expressions=[text])
+        return exp.Anonymous(this=HASH_UDFS[algorithm], expressions=[text])
 
     def fingerprint_calls(self, text: exp.Expr) -> tuple[exp.Expr, exp.Expr]:
         a, b = _FINGERPRINT
@@ -487,7 +481,7 @@ class SparkEngine(SqlEngine):
     def _ensure_functions(self, sql: str) -> None:
         """Register the Arrow UDFs ``sql`` calls (once per engine)."""
         text = sql.lower()
-        wanted = [n for n in (*_UDF.values(), *_FINGERPRINT) if n in text]
+        wanted = [n for n in (*HASH_UDFS.values(), *_FINGERPRINT) if n in text]
         missing = [n for n in wanted if n not in self._registered]
         if not missing:
             return
@@ -498,7 +492,7 @@ class SparkEngine(SqlEngine):
             if name in _FINGERPRINT:
                 function = arrow_udf(_fingerprint(_FINGERPRINT[name]), DecimalType(20, 0))
             else:
-                algorithm = next(a for a, n in _UDF.items() if n == name)
+                algorithm = next(a for a, n in HASH_UDFS.items() if n == name)
                 function = arrow_udf(_digest(algorithm), StringType())
             self.spark.udf.register(name, function)
             self._registered.add(name)
@@ -856,35 +850,18 @@ class SparkStore(MetadataStore):
 
         for part, rows_in in engine.ranges(query, job_rows):
             mapped = part.mapInArrow(on_executor, spark_schema)
-            staged, final = self._new_folder(table)
-            try:
-                try:
-                    engine._fetch(partial(mapped.write.mode("error").parquet, staged))
-                except StoreError as exc:
-                    raise _executor_error(function, exc) from exc
-                written = int(engine._fetch(engine.spark.read.parquet(staged).count))
-                if written:
-                    self._finish(table, staged, final, rewrite=False)
-            finally:
-                shutil.rmtree(staged, ignore_errors=True)
-            yield rows_in, written
+            failed = partial(_executor_error, function)
+            yield rows_in, self._write_frame(table, mapped, rewrite=False, failed=failed)
 
     def delete_where(self, table: Table, condition: exp.Expr) -> int:
         self.check_writable()
         ref = self.ref(table)
         if ref is None:
             return 0
-        engine = self.engine()
-        matched = exp.func("coalesce", exp.paren(condition), exp.false())
-        counted = exp.select(
-            exp.Sum(
-                this=exp.case().when(matched, exp.Literal.number(1)).else_(exp.Literal.number(0))
-            )
-        ).from_(ref)
-        removed = engine.rows(counted)[0][0]
+        counted, kept = split_where(ref, condition)
+        removed = self.engine().rows(counted)[0][0]
         if not removed:
             return 0
-        kept = exp.select("*").from_(ref).where(exp.not_(matched.copy()))
         self._write_query(table, kept, rewrite=True)
         return int(removed)
 
@@ -905,16 +882,29 @@ class SparkStore(MetadataStore):
             shutil.rmtree(staged, ignore_errors=True)
 
     def _write_query(self, table: Table, query: exp.Expr, *, rewrite: bool) -> int:
+        return self._write_frame(table, self.engine()._sql(query), rewrite=rewrite)
+
+    def _write_frame(
+        self,
+        table: Table,
+        frame: DataFrame,
+        *,
+        rewrite: bool,
+        failed: Callable[[StoreError], Exception] | None = None,
+    ) -> int:
+        """One commit of a DataFrame's rows, written by Spark into a staging folder (an
+        append of no rows commits nothing); ``failed`` turns a failed write into the
+        error to raise."""
         engine = self.engine()
-        frame = engine._sql(query)
         staged, final = self._new_folder(table)
         try:
-            engine._fetch(lambda: frame.write.mode("error").parquet(staged))
-            written = engine.spark.read.parquet(staged)
-            rows = int(engine._fetch(written.count))
-            if rows == 0 and not rewrite:
-                return 0
-            self._finish(table, staged, final, rewrite=rewrite)
+            try:
+                engine._fetch(partial(frame.write.mode("error").parquet, staged))
+            except StoreError as exc:
+                raise (exc if failed is None else failed(exc)) from exc
+            rows = int(engine._fetch(engine.spark.read.parquet(staged).count))
+            if rows or rewrite:
+                self._finish(table, staged, final, rewrite=rewrite)
             return rows
         finally:
             shutil.rmtree(staged, ignore_errors=True)

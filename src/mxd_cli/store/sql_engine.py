@@ -38,16 +38,16 @@ DIALECT = "duckdb"
 
 # Algorithm -> how DuckDB computes its digest text: a built-in function, or an Arrow UDF.
 _NATIVE = {"md5": "md5", "sha256": "sha256"}
-_UDF = {
+HASH_UDFS = {
     "xxhash32": "mxd_xxhash32",
     "xxhash64": "mxd_xxhash64",
     "xxh3_64": "mxd_xxh3_64",
     "wyhash": "mxd_wyhash",
 }
-_FINGERPRINT = ("mxd_fp_xxhash64", "mxd_fp_wyhash")
+FINGERPRINTS = ("mxd_fp_xxhash64", "mxd_fp_wyhash")  # (xxhash64, wyhash)
 
 
-def _digest_kernel(algorithm: str) -> Any:
+def digest_kernel(algorithm: str) -> Any:
     expr = pl.col("v").nchash  # type: ignore[attr-defined]
     digest = {
         "xxhash32": expr.xxhash32(),
@@ -64,7 +64,7 @@ def _digest_kernel(algorithm: str) -> Any:
     return kernel
 
 
-def _integer_kernel(algorithm: str) -> Any:
+def integer_kernel(algorithm: str) -> Any:
     expr = pl.col("v").nchash  # type: ignore[attr-defined]
     digest = (expr.xxhash64() if algorithm == "xxhash64" else expr.wyhash()).cast(pl.UInt64)
 
@@ -365,14 +365,14 @@ class DuckDBEngine(SqlEngine):
     def hash_call(self, algorithm: str, text: exp.Expr) -> exp.Expr:
         if algorithm in _NATIVE:
             return exp.func(_NATIVE[algorithm], text)
-        name = _UDF[algorithm]
+        name = HASH_UDFS[algorithm]
         self._functions.add(name)
         return exp.Anonymous(this=name, expressions=[text])
 
     def fingerprint_calls(self, text: exp.Expr) -> tuple[exp.Expr, exp.Expr]:
-        self._functions.update(_FINGERPRINT)
+        self._functions.update(FINGERPRINTS)
         return tuple(  # type: ignore[return-value]
-            exp.Anonymous(this=name, expressions=[text]) for name in _FINGERPRINT
+            exp.Anonymous(this=name, expressions=[text]) for name in FINGERPRINTS
         )
 
     def _ensure_functions(self, con: Any) -> None:
@@ -385,12 +385,12 @@ class DuckDBEngine(SqlEngine):
 
         varchar, ubigint = duckdb.sqltypes.VARCHAR, duckdb.sqltypes.UBIGINT
         for name in sorted(missing):
-            if name in _FINGERPRINT:
-                kernel = _integer_kernel("xxhash64" if "xxhash" in name else "wyhash")
+            if name in FINGERPRINTS:
+                kernel = integer_kernel("xxhash64" if "xxhash" in name else "wyhash")
                 returns = ubigint
             else:
-                algorithm = next(a for a, n in _UDF.items() if n == name)
-                kernel, returns = _digest_kernel(algorithm), varchar
+                algorithm = next(a for a, n in HASH_UDFS.items() if n == name)
+                kernel, returns = digest_kernel(algorithm), varchar
             con.create_function(name, kernel, [varchar], returns, type="arrow", side_effects=False)
         done |= missing
 
