@@ -161,10 +161,14 @@ def resolve(
     current = own_rows = None
     if own is not None:
         conditions: list[exp.Expr | None] = []
+        whole = own  # every column: for the rows of orphans (tombstones copy them)
         if touched is not None:
+            # The compare reads keys and provenance; whole rows only of orphans, if asked.
+            system = [c.PROVENANCE, c.FEATURE_VERSION, c.UPDATED_AT, c.DELETED_AT]
+            whole = narrowed(own, list(own.schema.names), in_keys(skey, touched.copy()), None)
             own = narrowed(
                 own,
-                list(own.schema.names),
+                [*skey, *node.spec.id_columns, *system],
                 in_keys(skey, touched),
                 lambda q, prefix: session.keep(key, q, prefix),
             )
@@ -199,10 +203,10 @@ def resolve(
                 .group_by(*(col(k) for k in skey), copy=False)
             )
         own_rows = current_rows(
-            own,
+            whole,
             node.spec.id_columns,
             version,
-            list(own.schema.names),
+            list(whole.schema.names),
             where=None if condition is None else condition.copy(),
             name="__mxd_o",
         )

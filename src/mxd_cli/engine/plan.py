@@ -46,6 +46,7 @@ DV_PREFIX = "__mxd_dv_"
 HASH_PREFIX = "__mxd_h_"
 _E, _C, _PE, _PC = "__mxd_e", "__mxd_c", "__mxd_pe", "__mxd_pc"
 CHANGE = "__mxd_change"  # 'new' or 'stale' on the rows to compute
+ROW_ID = "rowid"  # DuckDB's row address of a base table
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class TableSource:
     ref: exp.Expr  # a table, or a subquery of one
     schema: pa.Schema
     store: str
+    row_ids: bool = False  # ``ref`` is a base table with a ``rowid`` (see narrowed)
 
 
 Locate = Callable[[FeatureKey], "TableSource | None"]
@@ -74,8 +76,16 @@ def narrowed(
     source: TableSource, columns: Sequence[str], where: exp.Expr, keep: Keep | None
 ) -> TableSource:
     """``source`` restricted to the rows ``where`` selects (``columns`` of them), in a
-    temporary table when ``keep`` is given: a few rows out of a large table, read once."""
+    temporary table when ``keep`` is given: a few rows out of a large table, read once.
+
+    Where the table's rows have ids, they are found first by a scan of the columns
+    ``where`` reads, and only those rows' other columns are read (a scan of every column
+    of a million rows costs 2-3x more than the key scan and the fetch together).
+    """
     present = [n for n in dict.fromkeys(columns) if n in source.schema.names]
+    if source.row_ids and ROW_ID not in source.schema.names:
+        found = exp.select(col(ROW_ID)).from_(source.ref.copy()).where(where)
+        where = exp.In(this=col(ROW_ID), query=exp.Subquery(this=found))
     query = exp.select(*(col(n) for n in present)).from_(source.ref).where(where)
     if keep is None:
         return TableSource(query.subquery("__mxd_narrow"), source.schema, source.store)

@@ -85,7 +85,9 @@ class Session:
                     probe = exp.select("*").from_(table).limit(0)
                     engine = self.engine
                     schema = (engine.side_arrow(probe) if side else engine.arrow(probe)).schema
-                    found, holder = TableSource(table, schema, store.name), store
+                    addressable = store.row_addressable(key.parts)
+                    found = TableSource(table, schema, store.name, row_ids=addressable)
+                    holder = store
                     break
             self._sources[slot] = found
             if not own:

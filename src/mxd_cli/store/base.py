@@ -182,6 +182,12 @@ class MetadataStore(abc.ABC):
     def has(self, table: Table) -> bool:
         return self.ref(table) is not None
 
+    def row_addressable(self, table: Table) -> bool:
+        """Whether :meth:`ref` (and :meth:`bind`'s references) name a base table whose
+        rows the engine addresses by ``rowid``: a narrow read then scans only the key
+        columns to find the rows, and fetches the other columns of those alone."""
+        return False
+
     # ---- change tracking -----------------------------------------------------------------
     def write_mark(self, table: Table) -> str | None:
         """A cheap token that changes whenever the table's rows change ("" when the table

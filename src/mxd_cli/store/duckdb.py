@@ -363,7 +363,12 @@ class DuckDBStore(MetadataStore):
 
     def ref(self, table: Table) -> exp.Table | None:
         name = self.physical_name(table)
-        return exp.to_table(_quoted(name), dialect="duckdb") if name in self.tables() else None
+        if name not in self.tables():
+            return None
+        return exp.Table(this=exp.to_identifier(name, quoted=True))  # (built, not parsed)
+
+    def row_addressable(self, table: Table) -> bool:
+        return True  # (its own tables, and those attached to another engine)
 
     def bind(self, engine: SqlEngine, alias: str) -> Callable[[Table], exp.Table | None]:
         """Attach this database file read-only to ``engine`` under ``alias``."""

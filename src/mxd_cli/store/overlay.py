@@ -61,6 +61,10 @@ class OverlayStore(MetadataStore):
             self._views[name] = view
         return self._views[name]
 
+    def row_addressable(self, table: Table) -> bool:
+        # A table with rows added in the overlay is a view of the union.
+        return not self._added.get(self.physical_name(table)) and self.base.row_addressable(table)
+
     def schema(self, table: Table) -> pa.Schema | None:
         ref = self.ref(table)
         if ref is None:
