@@ -21,8 +21,10 @@ from datetime import datetime
 from typing import Any
 
 import polars as pl
+from sqlglot import exp
 
 from mxd_cli import __version__
+from mxd_cli.engine.sql import alias, col, lit
 from mxd_cli.store import columns as c
 from mxd_cli.store.base import CHECKPOINTS, RUNS, MetadataStore, now_utc
 
@@ -115,18 +117,39 @@ class RunRecord:
         }
 
 
-def _latest(frame: pl.LazyFrame, by: Sequence[str]) -> pl.LazyFrame:
-    return frame.sort("recorded_at").group_by(list(by), maintain_order=True).last()
-
-
-def history(store: MetadataStore, project: str | None = None) -> list[RunRecord]:
-    """Every recorded run, newest first (the latest row of each run id)."""
-    frame = store.scan(RUNS)
-    if frame is None:
-        return []
+def _latest(
+    store: MetadataStore,
+    table: tuple[str, ...],
+    by: str,
+    project: str | None,
+    status: str | None = None,
+) -> pl.DataFrame | None:
+    """The latest row (by ``recorded_at``) of each ``by`` value of a system table, picked
+    in the store's engine; ``status``: only those whose latest row has it."""
+    ref = store.ref(table)
+    if ref is None:
+        return None
+    order = exp.Order(expressions=[exp.Ordered(this=col("recorded_at"), desc=True)])
+    number = exp.Window(this=exp.RowNumber(), partition_by=[col(by)], order=order)
+    ranked = exp.select("*", alias(number, "__mxd_n")).from_(ref.copy())
     if project is not None:
-        frame = frame.filter(pl.col("project") == project)
-    rows = _latest(frame, ["run_id"]).sort("started_at", descending=True).collect()
+        ranked = ranked.where(col("project").eq(lit(project)), copy=False)
+    latest = exp.select("*").from_(ranked.subquery("__mxd_r", copy=False))
+    latest = latest.where(col("__mxd_n").eq(1), copy=False)
+    if status is not None:
+        latest = latest.where(col("status").eq(lit(status)), copy=False)
+    return store.engine().frame(latest).drop("__mxd_n")
+
+
+def history(
+    store: MetadataStore, project: str | None = None, *, status: str | None = None
+) -> list[RunRecord]:
+    """Every recorded run, newest first (the latest row of each run id); ``status``:
+    only the runs in that state."""
+    found = _latest(store, RUNS, "run_id", project, status)
+    if found is None:
+        return []
+    rows = found.sort("started_at", descending=True)
     return [
         RunRecord(
             run_id=r["run_id"],
@@ -149,7 +172,7 @@ def history(store: MetadataStore, project: str | None = None) -> list[RunRecord]
 def close_dead_runs(store: MetadataStore, project: str) -> list[str]:
     """Mark runs left ``running`` as ``interrupted`` (call while holding the writer lock,
     when no other run can be alive). Returns their ids."""
-    dead = [r for r in history(store, project) if r.status == "running"]
+    dead = history(store, project, status="running")
     for record in dead:
         record.status = "interrupted"
         store.append(RUNS, record.row())
@@ -168,11 +191,9 @@ class Checkpoints:
         """(state, stored count) of the feature's last complete run, or None."""
         if self._loaded is None:
             self._loaded = {}
-            frame = self.store.scan(CHECKPOINTS)
-            if frame is not None:
-                rows = _latest(frame.filter(pl.col("project") == self.project), ["feature"])
-                for r in rows.collect().iter_rows(named=True):
-                    self._loaded[r["feature"]] = (r["state"], r["stored"])
+            rows = _latest(self.store, CHECKPOINTS, "feature", self.project)
+            for r in [] if rows is None else rows.iter_rows(named=True):
+                self._loaded[r["feature"]] = (r["state"], r["stored"])
         return self._loaded.get(feature)
 
     def put(self, feature: str, state: str, stored: int, run_id: str) -> None:
