@@ -80,7 +80,13 @@ def stage_root_samples(
 ) -> StagedSamples:
     """Call a root asset and stage every sample it returns (checked, with provenance)."""
     result = call_raw(asset, ctx)
-    return stage_samples(session, node, frames(result, asset, batch_rows), asset)
+    # A frame returned whole is in memory already: its hashed batches are handed to the
+    # engine as they are, not copied into a table (a generator's may not fit: copied).
+    in_memory = isinstance(result, pl.DataFrame) or (
+        not isinstance(result, pl.LazyFrame) and _is_frame(result)
+    )
+    batches = frames(result, asset, batch_rows)
+    return stage_samples(session, node, batches, asset, in_memory=in_memory)
 
 
 def stage_samples(
@@ -88,8 +94,15 @@ def stage_samples(
     node: FeatureNode,
     batches: Iterable[pl.DataFrame],
     asset: AssetDefinition | None = None,
+    *,
+    in_memory: bool = False,
 ) -> StagedSamples:
-    """Stage root samples (frames) in the engine: checked, with provenance."""
+    """Stage root samples (frames) in the engine: checked, with provenance.
+
+    ``in_memory``: the batches are slices of a frame held anyway, so the hashed batches
+    are registered with the engine as one Arrow table (no copy) instead of inserted into
+    a temporary table.
+    """
     engine = session.engine
     ids = list(node.spec.id_columns)
     own = session.locate(node.key, own=True)
@@ -97,6 +110,7 @@ def stage_samples(
         None if own is None else {k: own.schema.field(k).type for k in ids if k in own.schema.names}
     )
     stage: exp.Table | None = None
+    held: list[pl.DataFrame] = []  # (in_memory: the hashed batches, registered at the end)
     id_types: dict[str, pl.DataType] | None = None
     rows = 0
     who = asset if asset is not None else _Anonymous(node)
@@ -118,6 +132,10 @@ def stage_samples(
             hashed = with_root_provenance(
                 frame.lazy(), node, session.hashing.algorithm, session.hashing.length
             ).collect()
+            rows += frame.height
+            if in_memory:
+                held.append(hashed)
+                continue
             nulls = [n for n, t in hashed.schema.items() if t == pl.Null]
             if stage is None:
                 stage = engine.temp_table(hashed.drop(nulls).to_arrow().schema, prefix="__mxd_root")
@@ -125,7 +143,6 @@ def stage_samples(
                 present = set(engine.arrow(exp.select("*").from_(stage).limit(0)).column_names)
                 hashed = hashed.drop([n for n in nulls if n not in present])
             engine.insert_arrow(stage, hashed)
-            rows += frame.height
     except AssetError:
         raise
     except Exception as exc:  # a lazy frame fails when collected, a generator when resumed
@@ -133,6 +150,12 @@ def stage_samples(
             f"asset {who.name!r} of {node.key} raised {type(exc).__name__}: {exc}",
             location=str(who.origin),
         ) from exc
+    if held:
+        whole = pl.concat(held, how="vertical_relaxed", rechunk=False)
+        whole = whole.drop([n for n, t in whole.schema.items() if t == pl.Null])
+        # (Like a staged table, it lives as long as the connection: restrictions that
+        # follow lineage read a root's samples while resolving its downstream.)
+        stage = engine.register(whole.to_arrow(), prefix="__mxd_root")
     if stage is None:
         stage = engine.temp_table(_empty_schema(node, stored_ids), prefix="__mxd_root")
     _check_unique(session, who, stage, ids)  # type: ignore[arg-type]
