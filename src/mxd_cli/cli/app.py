@@ -313,7 +313,7 @@ def main_options(
 Selectors = Annotated[
     list[str] | None,
     typer.Argument(
-        metavar="SELECT",
+        metavar="[SELECT]...",  # (shown as is: optional, repeatable)
         help="Keys, globs (demo/*), +key (with upstream), key+ (with downstream), "
         "tag:NAME. None: all features.",
         show_default=False,

@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 from sqlglot import exp
 
 from mxd_cli.errors import ConfigError, StoreError
@@ -874,6 +873,8 @@ class SparkStore(MetadataStore):
         staged, final = self._new_folder(table)
         try:
             os.makedirs(staged)
+            import pyarrow.parquet as pq
+
             pq.write_table(prepared, os.path.join(staged, "part-00000.parquet"))
             self._finish(table, staged, final, rewrite=rewrite)
         except OSError as exc:
@@ -920,6 +921,7 @@ def _footer_schema(folders: Sequence[str]) -> Any:
     """The table's columns from its files' footers, unified (new columns, new struct
     fields), as a Spark schema; None when they do not unify. Reading the footers here
     costs milliseconds; Spark's own schema merge is a job (~0.2 s) per read."""
+    import pyarrow.parquet as pq  # (imported when used: every command loads this module)
     from pyspark.sql.pandas.types import from_arrow_schema
 
     schemas = []
