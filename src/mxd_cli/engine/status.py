@@ -18,7 +18,7 @@ from sqlglot import exp
 
 from mxd_cli.definitions.keys import FeatureKey
 from mxd_cli.engine.increment import Increment
-from mxd_cli.engine.plan import CHANGE, current_rows
+from mxd_cli.engine.plan import CHANGE, current_rows, narrowed
 from mxd_cli.engine.session import Session
 from mxd_cli.engine.sql import alias, col, in_keys, lit, sum_if
 from mxd_cli.graph import FeatureNode
@@ -184,12 +184,18 @@ def _stale_causes(session: Session, node: FeatureNode, increment: Increment) -> 
     )
     stale = exp.select("*").from_(session.keep(node.key, stale, "__mxd_stale"))
     version = session.feature_version(node.key)
-    stored = current_rows(
+    system = [c.FEATURE_VERSION, c.UPDATED_AT, c.DELETED_AT]
+    mine = narrowed(
         own,
+        [*keys, *node.spec.id_columns, c.PROVENANCE_BY_FIELD, *system],
+        in_keys(keys, stale.subquery("__mxd_stale_keys", copy=False)),
+        None,
+    )
+    stored = current_rows(
+        mine,
         node.spec.id_columns,
         version,
         [*keys, c.PROVENANCE_BY_FIELD, c.UPDATED_AT],
-        where=in_keys(keys, stale.subquery("__mxd_stale_keys", copy=False)),
         name="__mxd_sc",
     )
     stored = exp.select("*").from_(session.keep(node.key, stored, "__mxd_stored"))
@@ -223,10 +229,16 @@ def _stale_causes(session: Session, node: FeatureNode, increment: Increment) -> 
         theirs = exp.select(*(alias(col(rename.get(i, i)), i) for i in up_ids)).from_(
             stale.subquery("__mxd_sk")
         )
-        history = (
-            exp.select(*renamed, col(c.UPDATED_AT), col(c.DATA_VERSION_BY_FIELD))
-            .from_(source.ref)
-            .where(in_keys(list(up_ids), theirs.subquery("__mxd_theirs")))
+        # The stale samples' upstream rows, every version of them: read once, for what
+        # was current when ours were written and what is current now.
+        theirs_rows = narrowed(
+            source,
+            [*up_ids, c.DATA_VERSION_BY_FIELD, *system],
+            in_keys(list(up_ids), theirs.subquery("__mxd_theirs")),
+            lambda q, prefix: session.keep(node.key, q, prefix),
+        )
+        history = exp.select(*renamed, col(c.UPDATED_AT), col(c.DATA_VERSION_BY_FIELD)).from_(
+            theirs_rows.ref.copy()
         )
         order = exp.Order(expressions=[exp.Ordered(this=col(c.UPDATED_AT), desc=True)])
         then = (
@@ -250,11 +262,10 @@ def _stale_causes(session: Session, node: FeatureNode, increment: Increment) -> 
             .where(col("__mxd_n").eq(1), copy=False)
         )
         now = current_rows(
-            source,
+            theirs_rows,
             up_ids,
             session.feature_version(dep.feature),
             [*up_ids, c.DATA_VERSION_BY_FIELD],
-            where=in_keys(list(up_ids), theirs.copy().subquery("__mxd_theirs_now")),
             name=f"__mxd_now_{len(causes)}",
         )
         now_renamed = exp.select(*renamed, alias(col(c.DATA_VERSION_BY_FIELD), "__mxd_now")).from_(
