@@ -212,6 +212,7 @@ class DuckDBStore(MetadataStore):
         self._writer: duckdb.DuckDBPyConnection | None = None
         self._tables: set[str] | None = None
         self._schemas: dict[str, pa.Schema] = {}
+        self._marks: dict[str, str] = {}  # write marks taken since the table's last write
         self._verified = False
         self._bound: dict[int, str] = {}
         if self._memory:
@@ -413,12 +414,18 @@ class DuckDBStore(MetadataStore):
 
     def refresh(self, table: Table) -> None:
         self._schemas.pop(self.physical_name(table), None)
+        self._marks.pop(self.physical_name(table), None)
         self._tables = None
 
     # ---- change tracking ---------------------------------------------------------------
     def write_mark(self, table: Table) -> str | None:
         # Rows are only appended (or deleted by hard deletes): the row count and the newest
         # timestamps together change with every write.
+        # A command asks for a table's mark once per feature reading it; every write of
+        # this store refreshes the table, and other writers wait for the lock.
+        name = self.physical_name(table)
+        if name in self._marks:
+            return self._marks[name]
         ref = self.ref(table)
         if ref is None:
             return ""
@@ -426,7 +433,8 @@ class DuckDBStore(MetadataStore):
         stamps = [n for n in (c.UPDATED_AT, c.DELETED_AT) if n in columns]
         maxima = [exp.cast(exp.func("max", col(n)), "VARCHAR") for n in stamps]
         row = self.engine().rows(exp.select(exp.func("count", exp.Star()), *maxima).from_(ref))[0]
-        return "|".join(str(v) for v in row)
+        self._marks[name] = "|".join(str(v) for v in row)
+        return self._marks[name]
 
     def _newer(self, mark: str) -> tuple[int, exp.Expr] | None:
         """The row count a mark recorded, and the condition of the rows written after it."""
