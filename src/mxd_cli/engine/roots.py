@@ -155,7 +155,7 @@ def stage_samples(
         whole = whole.drop([n for n, t in whole.schema.items() if t == pl.Null])
         # (Like a staged table, it lives as long as the connection: restrictions that
         # follow lineage read a root's samples while resolving its downstream.)
-        stage = engine.register(whole.to_arrow(), prefix="__mxd_root")
+        stage = engine.register(whole, prefix="__mxd_root")
     if stage is None:
         stage = engine.temp_table(_empty_schema(node, stored_ids), prefix="__mxd_root")
     _check_unique(session, who, stage, ids)  # type: ignore[arg-type]
