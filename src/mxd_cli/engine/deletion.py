@@ -31,6 +31,7 @@ from sqlglot import exp
 from mxd_cli.definitions.keys import FeatureKey
 from mxd_cli.definitions.spec import FeatureDep
 from mxd_cli.engine.filters import Filter, parse_filters
+from mxd_cli.engine.plan import TableSource, narrowed
 from mxd_cli.engine.restrictions import types_of
 from mxd_cli.engine.sql import alias, col, in_keys, lit
 from mxd_cli.graph import FeatureGraph, FeatureNode
@@ -84,17 +85,38 @@ class DeletionPlan:
 
 
 def _candidates(
-    store: MetadataStore, node: FeatureNode, versions: GraphVersions, mode: Mode, columns: list[str]
+    store: MetadataStore,
+    node: FeatureNode,
+    versions: GraphVersions,
+    mode: Mode,
+    columns: list[str],
+    *,
+    within: exp.Expr | None = None,
 ) -> exp.Select | None:
-    """The latest row per id a delete chooses from (see the module docstring)."""
-    ref = store.ref(node.key.parts)
-    if ref is None:
+    """The latest row per id a delete chooses from (see the module docstring).
+
+    ``within``: a condition on rows; only ids with a row meeting it are considered. Every
+    row of those ids is read (their latest row is the same as in the whole table), and
+    nothing else: a filter that matches 1% of the ids reads 1% of the rows, after one scan
+    of the columns it names.
+    """
+    table = store.ref(node.key.parts)
+    if table is None:
         return None
+    rows: exp.Expr = table
+    if within is not None:
+        schema = store.schema(node.key.parts)
+        assert schema is not None
+        ids = list(node.spec.id_columns)
+        some = exp.select(*(col(k) for k in ids)).from_(table.copy()).where(within, copy=False)
+        addressable = store.row_addressable(node.key.parts)
+        source = TableSource(table, schema, store.name, row_ids=addressable)
+        rows = narrowed(source, columns, in_keys(ids, some.subquery("__mxd_some")), None).ref
     where = None
     if mode == "soft":
         where = col(c.FEATURE_VERSION).eq(lit(versions.feature_version(node.key)))
     return latest_rows(
-        ref, node.spec.id_columns, columns, where=where, include_deleted=mode == "hard"
+        rows, node.spec.id_columns, columns, where=where, include_deleted=mode == "hard"
     )
 
 
@@ -130,8 +152,15 @@ def plan_deletion(
                 picks, via = _derived(node, current, columns, matched)
             if key in targets:
                 flt = targets[key]
+                chosen_from = current
+                if flt is not None:  # (an id whose latest row matches has a row that does)
+                    narrow = _candidates(
+                        store, node, versions, mode, columns, within=flt.to_sqlglot()
+                    )
+                    assert narrow is not None
+                    chosen_from = narrow
                 chosen = exp.select(*(col(k) for k in ids)).from_(
-                    current.subquery("__mxd_cur", copy=False)
+                    chosen_from.subquery("__mxd_cur", copy=False)
                 )
                 if flt is not None:
                     chosen = chosen.where(flt.to_sqlglot(), copy=False)
@@ -248,10 +277,14 @@ def execute_deletion(
         ids = list(item.id_columns)
         if plan.mode == "soft":
             ref = store.ref(table)
-            assert ref is not None
+            schema = store.schema(table)
+            assert ref is not None and schema is not None
             node_columns = list(item.columns)
+            # Only the matched ids' rows (every one of them: their latest rows are these).
+            source = TableSource(ref, schema, store.name, row_ids=store.row_addressable(table))
+            theirs = narrowed(source, node_columns, in_keys(ids, item.keys), None)
             current = latest_rows(
-                ref,
+                theirs.ref,
                 ids,
                 node_columns,
                 where=col(c.FEATURE_VERSION).eq(lit(versions.feature_version(item.feature))),
