@@ -109,10 +109,20 @@ def test_filters_apply_to_the_latest_row_and_hard_delete_removes_history(
     assert counts(plan(project, store, {"shop/products": ["title = 'Headlamp'"]})) == {
         "shop/products": 0
     }
+    # Found through its rows (any one matching), chosen by its latest row.
+    assert counts(plan(project, store, {"shop/products": ["title = 'Head Torch'"]})) == {
+        "shop/products": 1
+    }
+    soft = plan(project, store, {"shop/products": ["title LIKE 'Head%'"]})
+    [done] = execute_deletion(soft, store, project.versions)
+    assert (done.matched, done.deleted) == (1, 1)  # one tombstone, of the latest row
+    assert physical(store, PRODUCTS).filter(pl.col(c.DELETED_AT).is_not_null())[
+        "title"
+    ].to_list() == ["Head Torch"]
     chosen = plan(project, store, {"shop/products": [GEAR]}, mode="hard")
-    assert [(f.matched, f.physical_rows) for f in chosen.features] == [(3, 4)]
+    assert [(f.matched, f.physical_rows) for f in chosen.features] == [(3, 5)]
     [result] = execute_deletion(chosen, store, project.versions)
-    assert (result.matched, result.deleted, result.rows) == (3, 3, 4)
+    assert (result.matched, result.deleted, result.rows) == (3, 3, 5)
     rows = physical(store, PRODUCTS)
     assert rows.height == 5
     assert sorted(rows["product_id"]) == ["p001", "p002", "p003", "p005", "p007"]
