@@ -44,6 +44,7 @@ from mxd_cli.store.registry import Backend, Option, register
 from mxd_cli.store.sql_engine import (
     FINGERPRINTS,
     HASH_UDFS,
+    UDF_ALGORITHMS,
     SqlEngine,
     digest_kernel,
     integer_kernel,
@@ -238,11 +239,6 @@ def _fingerprint(algorithm: str) -> Callable[[pa.Array], pa.Array]:
         return kernel(values).cast(pa.decimal128(20, 0))  # (Spark has no unsigned 64-bit)
 
     return spark_kernel
-
-
-_FINGERPRINT = {
-    name: algorithm for name, algorithm in zip(FINGERPRINTS, ("xxhash64", "wyhash"), strict=True)
-}
 
 
 class SparkEngine(SqlEngine):
@@ -471,7 +467,7 @@ class SparkEngine(SqlEngine):
         return exp.Anonymous(this=HASH_UDFS[algorithm], expressions=[text])
 
     def fingerprint_calls(self, text: exp.Expr) -> tuple[exp.Expr, exp.Expr]:
-        a, b = _FINGERPRINT
+        a, b = FINGERPRINTS
         return (
             exp.Anonymous(this=a, expressions=[text]),
             exp.Anonymous(this=b, expressions=[text.copy()]),
@@ -480,7 +476,7 @@ class SparkEngine(SqlEngine):
     def _ensure_functions(self, sql: str) -> None:
         """Register the Arrow UDFs ``sql`` calls (once per engine)."""
         text = sql.lower()
-        wanted = [n for n in (*HASH_UDFS.values(), *_FINGERPRINT) if n in text]
+        wanted = [n for n in (*HASH_UDFS.values(), *FINGERPRINTS) if n in text]
         missing = [n for n in wanted if n not in self._registered]
         if not missing:
             return
@@ -488,11 +484,10 @@ class SparkEngine(SqlEngine):
         from pyspark.sql.types import DecimalType, StringType
 
         for name in missing:
-            if name in _FINGERPRINT:
-                function = arrow_udf(_fingerprint(_FINGERPRINT[name]), DecimalType(20, 0))
+            if name in FINGERPRINTS:
+                function = arrow_udf(_fingerprint(FINGERPRINTS[name]), DecimalType(20, 0))
             else:
-                algorithm = next(a for a, n in HASH_UDFS.items() if n == name)
-                function = arrow_udf(_digest(algorithm), StringType())
+                function = arrow_udf(_digest(UDF_ALGORITHMS[name]), StringType())
             self.spark.udf.register(name, function)
             self._registered.add(name)
 

@@ -44,7 +44,10 @@ HASH_UDFS = {
     "xxh3_64": "mxd_xxh3_64",
     "wyhash": "mxd_wyhash",
 }
-FINGERPRINTS = ("mxd_fp_xxhash64", "mxd_fp_wyhash")  # (xxhash64, wyhash)
+#: UDF name -> algorithm: the inverse of HASH_UDFS (engines register UDFs by name).
+UDF_ALGORITHMS = {name: algorithm for algorithm, name in HASH_UDFS.items()}
+#: The two 64-bit content fingerprints of ``observe``: UDF name -> algorithm, in order.
+FINGERPRINTS = {"mxd_fp_xxhash64": "xxhash64", "mxd_fp_wyhash": "wyhash"}
 
 
 def digest_kernel(algorithm: str) -> Any:
@@ -388,11 +391,9 @@ class DuckDBEngine(SqlEngine):
         varchar, ubigint = duckdb.sqltypes.VARCHAR, duckdb.sqltypes.UBIGINT
         for name in sorted(missing):
             if name in FINGERPRINTS:
-                kernel = integer_kernel("xxhash64" if "xxhash" in name else "wyhash")
-                returns = ubigint
+                kernel, returns = integer_kernel(FINGERPRINTS[name]), ubigint
             else:
-                algorithm = next(a for a, n in HASH_UDFS.items() if n == name)
-                kernel, returns = digest_kernel(algorithm), varchar
+                kernel, returns = digest_kernel(UDF_ALGORITHMS[name]), varchar
             con.create_function(name, kernel, [varchar], returns, type="arrow", side_effects=False)
         done |= missing
 
