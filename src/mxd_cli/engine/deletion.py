@@ -36,7 +36,7 @@ from mxd_cli.engine.restrictions import types_of
 from mxd_cli.engine.sql import alias, col, in_keys, lit
 from mxd_cli.graph import FeatureGraph, FeatureNode
 from mxd_cli.store import columns as c
-from mxd_cli.store.base import MetadataStore, latest_rows, now_utc, tombstones
+from mxd_cli.store.base import MetadataStore, Table, latest_rows, now_utc, tombstones
 from mxd_cli.store.sql_engine import SqlEngine
 from mxd_cli.versioning import GraphVersions
 
@@ -105,12 +105,9 @@ def _candidates(
         return None
     rows: exp.Expr = table
     if within is not None:
-        schema = store.schema(node.key.parts)
-        assert schema is not None
         ids = list(node.spec.id_columns)
         some = exp.select(*(col(k) for k in ids)).from_(table.copy()).where(within, copy=False)
-        addressable = store.row_addressable(node.key.parts)
-        source = TableSource(table, schema, store.name, row_ids=addressable)
+        source = _source(store, node.key.parts, table)
         rows = narrowed(source, columns, in_keys(ids, some.subquery("__mxd_some")), None).ref
     where = None
     if mode == "soft":
@@ -118,6 +115,13 @@ def _candidates(
     return latest_rows(
         rows, node.spec.id_columns, columns, where=where, include_deleted=mode == "hard"
     )
+
+
+def _source(store: MetadataStore, table: Table, ref: exp.Expr) -> TableSource:
+    """A table of ``store`` (``ref``, as the store names it) for a narrowed read."""
+    schema = store.schema(table)
+    assert schema is not None
+    return TableSource(ref, schema, store.name, row_ids=store.row_addressable(table))
 
 
 def plan_deletion(
@@ -277,11 +281,10 @@ def execute_deletion(
         ids = list(item.id_columns)
         if plan.mode == "soft":
             ref = store.ref(table)
-            schema = store.schema(table)
-            assert ref is not None and schema is not None
+            assert ref is not None
             node_columns = list(item.columns)
             # Only the matched ids' rows (every one of them: their latest rows are these).
-            source = TableSource(ref, schema, store.name, row_ids=store.row_addressable(table))
+            source = _source(store, table, ref)
             theirs = narrowed(source, node_columns, in_keys(ids, item.keys), None)
             current = latest_rows(
                 theirs.ref,

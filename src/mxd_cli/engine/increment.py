@@ -32,6 +32,7 @@ from sqlglot import exp
 from mxd_cli.definitions.keys import FeatureKey
 from mxd_cli.engine.plan import (
     CHANGE,
+    LATEST_ROW_COLUMNS,
     Compare,
     ExpectedPlan,
     TableSource,
@@ -164,11 +165,10 @@ def resolve(
         whole = own  # every column: for the rows of orphans (tombstones copy them)
         if touched is not None:
             # The compare reads keys and provenance; whole rows only of orphans, if asked.
-            system = [c.PROVENANCE, c.FEATURE_VERSION, c.UPDATED_AT, c.DELETED_AT]
             whole = narrowed(own, list(own.schema.names), in_keys(skey, touched.copy()), None)
             own = narrowed(
                 own,
-                [*skey, *node.spec.id_columns, *system],
+                [*skey, *node.spec.id_columns, c.PROVENANCE, *LATEST_ROW_COLUMNS],
                 in_keys(skey, touched),
                 lambda q, prefix: session.keep(key, q, prefix),
             )

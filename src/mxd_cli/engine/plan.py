@@ -47,6 +47,9 @@ HASH_PREFIX = "__mxd_h_"
 _E, _C, _PE, _PC = "__mxd_e", "__mxd_c", "__mxd_pe", "__mxd_pc"
 CHANGE = "__mxd_change"  # 'new' or 'stale' on the rows to compute
 ROW_ID = "rowid"  # DuckDB's row address of a base table
+#: What :func:`current_rows` reads besides the columns it keeps (a narrowed copy of a
+#: table must hold them for the latest-row pass).
+LATEST_ROW_COLUMNS = (c.FEATURE_VERSION, c.UPDATED_AT, c.DELETED_AT)
 
 
 @dataclass(frozen=True)
@@ -192,8 +195,7 @@ def _dep_rows(
         inverse = {new: old for old, new in renamed.items()}
         key = join_key(node, dep)
         theirs = exp.select(*(alias(col(k), inverse.get(k, k)) for k in key)).from_(touched.copy())
-        needed = [*up.spec.id_columns, *users, c.DATA_VERSION_BY_FIELD, c.FEATURE_VERSION]
-        needed += [c.UPDATED_AT, c.DELETED_AT]
+        needed = [*up.spec.id_columns, *users, c.DATA_VERSION_BY_FIELD, *LATEST_ROW_COLUMNS]
         source = narrowed(
             source,
             needed,

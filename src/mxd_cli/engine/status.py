@@ -18,7 +18,7 @@ from sqlglot import exp
 
 from mxd_cli.definitions.keys import FeatureKey
 from mxd_cli.engine.increment import Increment
-from mxd_cli.engine.plan import CHANGE, current_rows, narrowed
+from mxd_cli.engine.plan import CHANGE, LATEST_ROW_COLUMNS, current_rows, narrowed
 from mxd_cli.engine.session import Session
 from mxd_cli.engine.sql import alias, col, in_keys, lit, sum_if
 from mxd_cli.graph import FeatureNode
@@ -184,10 +184,9 @@ def _stale_causes(session: Session, node: FeatureNode, increment: Increment) -> 
     )
     stale = exp.select("*").from_(session.keep(node.key, stale, "__mxd_stale"))
     version = session.feature_version(node.key)
-    system = [c.FEATURE_VERSION, c.UPDATED_AT, c.DELETED_AT]
     mine = narrowed(
         own,
-        [*keys, *node.spec.id_columns, c.PROVENANCE_BY_FIELD, *system],
+        [*keys, *node.spec.id_columns, c.PROVENANCE_BY_FIELD, *LATEST_ROW_COLUMNS],
         in_keys(keys, stale.subquery("__mxd_stale_keys", copy=False)),
         None,
     )
@@ -233,7 +232,7 @@ def _stale_causes(session: Session, node: FeatureNode, increment: Increment) -> 
         # was current when ours were written and what is current now.
         theirs_rows = narrowed(
             source,
-            [*up_ids, c.DATA_VERSION_BY_FIELD, *system],
+            [*up_ids, c.DATA_VERSION_BY_FIELD, *LATEST_ROW_COLUMNS],
             in_keys(list(up_ids), theirs.subquery("__mxd_theirs")),
             lambda q, prefix: session.keep(node.key, q, prefix),
         )
