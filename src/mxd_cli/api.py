@@ -271,7 +271,7 @@ def status(
     """
     from mxd_cli.engine.restrictions import Restrictions, RestrictionSpec, Unrelated
     from mxd_cli.engine.runs import Checkpoints
-    from mxd_cli.engine.status import FeatureStatus, assess, feature_status
+    from mxd_cli.engine.status import FeatureStatus, assess, feature_status, stored_rows_of
     from mxd_cli.errors import AssetError
 
     keys = project.graph.select(selectors)
@@ -304,7 +304,11 @@ def status(
 
                     stored = content_of(session, node).rows
                 results[key] = FeatureStatus(
-                    key, "root", stored=stored, causes=["root feature without an asset"]
+                    key,
+                    "root",
+                    stored=stored,
+                    rows=stored,
+                    causes=["root feature without an asset"],
                 )
                 continue
             try:
@@ -331,7 +335,7 @@ def status(
             results[key] = feature_status(
                 session,
                 node,
-                found.counts,
+                found.counts | {"rows": stored_rows_of(session, node, found)},
                 found.increment,
                 pending_upstream=pending_up,
                 restricted=restrictions is not None,
@@ -506,7 +510,7 @@ def delete(
             preview = plan(reader, parsed)
     if dry_run:
         results = [
-            DeletionResult(f.feature, f.matched, 0, f.physical_rows if hard else f.matched)
+            DeletionResult(f.feature, f.matched, 0, f.physical_rows if hard else f.current)
             for f in preview.features
         ]
         return _deletion_report(config.name, preview, results, dry_run=True)
@@ -526,7 +530,7 @@ def _deletion_report(
                 "feature": str(item.feature),
                 "matched": result.matched,
                 "deleted": result.deleted,
-                "rows_affected": result.rows,
+                "rows": result.rows,
                 "cascade_from": [str(k) for k in item.cascade_from],
                 "targeted": item.targeted,
             }
@@ -538,6 +542,7 @@ def _deletion_report(
         "features": features,
         "matched": sum(f["matched"] for f in features),
         "deleted": sum(f["deleted"] for f in features),
+        "rows": sum(f["rows"] for f in features),
     }
 
 
@@ -577,6 +582,7 @@ def content(
             features.append(
                 {
                     "feature": str(key),
+                    "samples": found.sample_count,
                     "rows": found.rows,
                     "data_version": found.data_version,
                     "fingerprint": found.fingerprint,

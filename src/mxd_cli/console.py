@@ -268,14 +268,17 @@ class RunProgress:
 def _finished_line(result: Any) -> str:
     done = f"{result.feature}: {result.status}"
     if result.status in ("success", "failed", "interrupted"):
-        done += f", {result.written} written, {result.deleted} deleted in {result.seconds:.2f}s"
+        rows = getattr(result, "rows", result.written)
+        physical = f" ({rows} rows)" if rows != result.written else ""
+        done += f", {result.written} written{physical}, {result.deleted} deleted"
+        done += f" in {result.seconds:.2f}s"
     if result.note:
         done += f" ({result.note})"
     return done
 
 
 class BarProgress(RunProgress):
-    """A Rich bar per asset: rows done / total, rate and time left."""
+    """A Rich bar per asset: samples done / total, rate and time left."""
 
     def __init__(self, console: Console) -> None:
         self._console = console
@@ -283,7 +286,7 @@ class BarProgress(RunProgress):
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("rows"),
+            TextColumn("samples"),
             TextColumn("{task.fields[rate]}"),
             TimeRemainingColumn(),
             console=console,
@@ -344,7 +347,7 @@ class LineProgress(RunProgress):
         self._totals[feature], self._done[feature] = total, 0
         self._started[feature] = self._last = time.monotonic()
         if total:
-            self._line(f"{feature}: {total} rows to compute")
+            self._line(f"{feature}: {total} sample{'' if total == 1 else 's'} to compute")
 
     def rows_done(self, feature: str, rows: int) -> None:
         self._done[feature] += rows
@@ -355,7 +358,7 @@ class LineProgress(RunProgress):
         done, total = self._done[feature], self._totals[feature]
         rate = done / max(now - self._started[feature], 1e-9)
         self._line(
-            f"{feature}: {done}/{total} rows ({100 * done // max(total, 1)}%), {rate:,.0f}/s"
+            f"{feature}: {done}/{total} samples ({100 * done // max(total, 1)}%), {rate:,.0f}/s"
         )
 
     def feature_finished(self, result: Any) -> None:

@@ -36,7 +36,7 @@ KIND = "mxd"
 MATERIALIZE_JOB = "mxd_materialize"
 OBSERVE_JOB = "mxd_observe"
 DELETE_JOB = "mxd_delete"
-_COUNTS = ("new", "stale", "orphaned", "unchanged", "written", "deleted")
+_COUNTS = ("new", "stale", "orphaned", "unchanged", "written", "deleted", "rows")
 # What Dagster warns with about APIs it calls beta (ExperimentalWarning before 1.10).
 _BETA_WARNING: type[Warning] = (
     getattr(dg, "BetaWarning", None) or getattr(dg, "ExperimentalWarning", None) or UserWarning

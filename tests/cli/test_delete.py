@@ -43,7 +43,7 @@ def test_dry_run_counts_exactly_and_writes_nothing(qs: Path) -> None:
     }
     code, report = delete_json(qs, "shop/products", "--filter", GEAR, "--hard", "--dry-run")
     assert code == 0 and report["mode"] == "hard"
-    assert [(f["matched"], f["rows_affected"]) for f in report["features"]] == [(3, 3)]
+    assert [(f["matched"], f["rows"]) for f in report["features"]] == [(3, 3)]
     assert digest(qs / ".mxd") == before
 
 
@@ -81,11 +81,11 @@ def test_hard_delete_with_yes_removes_rows(qs: Path) -> None:
     code, report = delete_json(qs, "shop/products", "--filter", GEAR, "--hard", "--yes")
     assert code == 0
     assert matched(report) == {"shop/products": (3, 3)}
-    assert report["features"][0]["rows_affected"] == 3
+    assert report["features"][0]["rows"] == 3
     assert status_of(qs, "shop/products")["stored"] == 5
     project = api.Project.load(cwd=qs)
     with_history = api.delete(project, ["shop/products"], all_rows=True, hard=True)
-    assert with_history["features"][0]["rows_affected"] == 5
+    assert with_history["features"][0]["rows"] == 5
 
 
 def test_hard_delete_off_a_terminal_needs_yes(qs: Path) -> None:

@@ -40,8 +40,9 @@ def run(root: Path, *args: str, code: int = 0) -> dict:  # type: ignore[type-arg
     return found
 
 
-def written(report: dict) -> dict[str, int]:  # type: ignore[type-arg]
-    return {f["feature"]: f["written"] for f in report["features"]}
+def written(report: dict, unit: str = "written") -> dict[str, int]:  # type: ignore[type-arg]
+    """Per feature: samples written (``unit="rows"``: physical rows)."""
+    return {f["feature"]: f[unit] for f in report["features"]}
 
 
 def rows(root: Path, feature: str) -> pl.DataFrame:
@@ -58,7 +59,7 @@ def test_aggregation_asset_sees_every_member_row(lineage: Path) -> None:
     report = run(lineage, "materialize")
     counts = sentences(lineage)
     chunks = sum(counts.values())
-    assert written(report) == {
+    assert written(report, "rows") == {
         "docs/documents": len(counts),
         "docs/chunks": chunks,
         "docs/embeddings": chunks,
@@ -76,21 +77,15 @@ def test_dry_run_predicts_the_real_run_across_the_expansion(lineage: Path) -> No
     assert not (lineage / ".mxd").exists() or run(lineage, "status")["pending"]
     real = run(lineage, "materialize")
     assert written(dry) == written(real)
+    assert written(dry, "rows") == written(real, "rows")
     # One more sentence in d2: its chunks change, so do its embeddings and its stats.
     csv = lineage / "data" / "documents.csv"
     csv.write_text(csv.read_text().replace("It flows north.", "It flows north. Boats sail."))
     dry = run(lineage, "materialize", "--dry-run")
     real = run(lineage, "materialize")
-    assert (
-        written(dry)
-        == written(real)
-        == {
-            "docs/documents": 1,
-            "docs/chunks": 3,
-            "docs/embeddings": 3,
-            "docs/doc_stats": 1,
-        }
-    )
+    assert written(dry) == written(real) == dict(zip(FEATURES, (1, 1, 3, 1), strict=True))
+    assert written(dry, "rows") == written(real, "rows")
+    assert written(real, "rows") == dict(zip(FEATURES, (1, 3, 3, 1), strict=True))
     stats = rows(lineage, "docs/doc_stats")
     assert dict(zip(stats["doc_id"], stats["n_chunks"], strict=True))["d2"] == 3
 
@@ -126,18 +121,15 @@ def test_keys_name_one_sample_by_several_id_columns(lineage: Path) -> None:
     assert by["docs/chunks"]["status"] == "skipped"
     assert by["docs/embeddings"]["stale"] == 0  # its upstream chunk is unchanged yet
     bare = run(lineage, "materialize", "--keys", "d1")
-    assert written(bare) == {
-        "docs/documents": 1,
-        "docs/chunks": 3,
-        "docs/embeddings": 3,
-        "docs/doc_stats": 1,
-    }
+    assert written(bare) == dict(zip(FEATURES, (1, 1, 3, 1), strict=True))
+    assert written(bare, "rows") == dict(zip(FEATURES, (1, 3, 3, 1), strict=True))
 
 
 def test_sample_is_one_consistent_slice(lineage: Path) -> None:
     dry = run(lineage, "materialize", "--sample", "2", "--seed", "7", "--dry-run")
     report = run(lineage, "materialize", "--sample", "2", "--seed", "7")
     assert written(dry) == written(report)
+    assert written(dry, "rows") == written(report, "rows")
     docs = set(rows(lineage, "docs/documents")["doc_id"])
     assert len(docs) == 2
     counts = sentences(lineage)
@@ -146,6 +138,40 @@ def test_sample_is_one_consistent_slice(lineage: Path) -> None:
     assert written(report)["docs/embeddings"] == sum(counts[d] for d in docs)
     again = run(lineage, "materialize", "--sample", "2", "--seed", "7")
     assert sum(written(again).values()) == 0
+
+
+def test_every_command_counts_samples_and_rows_alike(lineage: Path) -> None:
+    """One unit per count: samples are the increment's sample keys (a document, for the
+    chunks it expands into), and ``rows`` the physical rows, in every command."""
+    counts = sentences(lineage)
+    docs, chunks = len(counts), sum(counts.values())
+    samples = dict(zip(FEATURES, (docs, docs, chunks, docs), strict=True))
+    physical = dict(zip(FEATURES, (docs, chunks, chunks, docs), strict=True))
+    report = run(lineage, "materialize")
+    assert written(report) == samples and written(report, "rows") == physical
+    assert (report["written"], report["rows"]) == (sum(samples.values()), sum(physical.values()))
+    status = run(lineage, "status")
+    assert written(status, "stored") == samples and written(status, "rows") == physical
+    observed = run(lineage, "observe")
+    assert written(observed, "samples") == samples and written(observed, "rows") == physical
+    again = run(lineage, "observe")  # (content carried over from the last observation)
+    assert written(again, "samples") == samples and written(again, "rows") == physical
+    d1 = counts["d1"]
+    dry = run(lineage, "delete", "docs/documents", "--filter", "doc_id = 'd1'", "--cascade",
+              "--dry-run")  # fmt: skip
+    expected = dict(zip(FEATURES, (1, 1, d1, 1), strict=True))
+    assert written(dry, "matched") == expected
+    assert written(dry, "rows") == dict(zip(FEATURES, (1, d1, d1, 1), strict=True))
+    gone = run(lineage, "delete", "docs/chunks", "--filter", "doc_id = 'd1'")
+    assert (gone["matched"], gone["deleted"], gone["rows"]) == (1, 1, d1)
+    status = run(lineage, "status", "docs/chunks")
+    assert (status["features"][0]["stored"], status["features"][0]["rows"]) == (
+        docs - 1,
+        chunks - d1,
+    )
+    # The next run puts the document's chunks back: one sample, its rows.
+    back = run(lineage, "materialize", "docs/chunks")
+    assert (back["features"][0]["new"], back["written"], back["rows"]) == (1, 1, d1)
 
 
 def test_restriction_relating_to_no_selected_feature_is_an_error(lineage: Path) -> None:

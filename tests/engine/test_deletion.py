@@ -268,9 +268,12 @@ def test_cascade_maps_aggregation_and_expansion_on_their_key(tmp_path: Path, bac
             "demo/events": 1,
             "demo/videos": 1,
             "demo/per_user": 1,  # u1 aggregates event 2
-            "demo/frames": 2,  # both frames of v1
+            "demo/frames": 1,  # v1: one sample of the expansion...
         }
-        execute_deletion(chosen, store, project.versions)
+        frames_plan = [f for f in chosen.features if str(f.feature) == "demo/frames"]
+        assert frames_plan[0].current == 2  # ...and both of its frames
+        done = execute_deletion(chosen, store, project.versions)
+        assert [(str(r.feature), r.deleted, r.rows) for r in done][-1] == ("demo/frames", 1, 2)
         frames = store.read(("demo", "frames"), ["video_id", "frame"])
         per_user = store.read(("demo", "per_user"), ["user_id"])
         assert frames is not None and per_user is not None

@@ -319,7 +319,7 @@ def test_report_file_and_plain_progress(duck: Path) -> None:
     assert result.exit_code == 0
     saved = json.loads((duck / "out" / "run.json").read_text())
     assert saved["status"] == "success" and saved["written"] == 26
-    assert "demo/clean: 8 rows to compute" in result.stderr
+    assert "demo/clean: 8 samples to compute" in result.stderr
     assert "\x1b" not in result.stderr and "\r" not in result.stderr
     assert "demo/final" in result.stdout and "written" in result.stdout
 

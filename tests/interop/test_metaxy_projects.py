@@ -320,14 +320,14 @@ def test_attached_assets_materialize_and_metaxy_continues(
 
     report = run(env, project, "materialize")
     assert report["status"] == "success", report
-    written = {f["feature"]: f["written"] for f in report["features"]}
+    written = {f["feature"]: (f["written"], f["rows"]) for f in report["features"]}
     assert written == {
-        "demo/chunks": 3,
-        "demo/labels": 1,
-        "demo/raw": 4,
-        "demo/clean": 3,  # s3 is filtered out ("skip")
-        "demo/video": 2,
-        "demo/frames": 3,
+        "demo/chunks": (3, 3),
+        "demo/labels": (1, 1),
+        "demo/raw": (4, 4),
+        "demo/clean": (3, 3),  # s3 is filtered out ("skip")
+        "demo/video": (2, 2),
+        "demo/frames": (2, 3),  # an expansion: 2 videos (samples) into 3 frames (rows)
     }
     again = run(env, project, "status")
     assert {f["status"] for f in again["features"]} == {"up_to_date"}

@@ -127,7 +127,7 @@ def _render(out: Output, report: dict[str, Any]) -> None:
             f["feature"],
             f["matched"],
             f["deleted"],
-            f["rows_affected"],
+            f["rows"],
             ", ".join(f["cascade_from"]) or ("-" if f["targeted"] else "cascade"),
         ]
         for f in report["features"]

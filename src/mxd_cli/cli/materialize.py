@@ -92,23 +92,27 @@ def _check_report_path(report: Path) -> None:
 
 def render(out: Output, result: RunResult) -> None:
     """The per-feature table (stdout) and the one-line summary (stderr)."""
+    # Counts are samples; a "rows" column joins them when a feature writes several rows
+    # per sample (an expansion).
+    counts = [*_COUNTS, "rows"] if result.rows != result.written else _COUNTS
     rows = [
-        [f.feature, f.status, *(getattr(f, c) for c in _COUNTS), f"{f.seconds:.2f}"]
+        [f.feature, f.status, *(getattr(f, c) for c in counts), f"{f.seconds:.2f}"]
         for f in result.features
     ]
     title = f"store: {result.store}" + (" (dry run: nothing written)" if result.dry_run else "")
     out.table(
-        ["feature", "status", *_COUNTS, "seconds"],
+        ["feature", "status", *counts, "seconds"],
         rows,
         title=title,
-        numeric=[*_COUNTS, "seconds"],
+        numeric=[*counts, "seconds"],
     )
     for f in result.features:
         if f.error:
             out.info(f"{f.feature} failed: {f.error}")
     verb = "would write" if result.dry_run else "wrote"
+    physical = f" ({result.rows} rows)" if result.rows != result.written else ""
     out.info(
-        f"Run {result.run_id} {result.status}: {verb} {result.written} rows, "
+        f"Run {result.run_id} {result.status}: {verb} {result.written} samples{physical}, "
         f"deleted {result.deleted}, {len(result.features)} features in {result.seconds:.2f}s"
     )
 

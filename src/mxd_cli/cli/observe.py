@@ -9,7 +9,7 @@ import typer
 from mxd_cli import api
 from mxd_cli.cli.app import Selectors, app, examples, state_of
 
-_COLUMNS = ["feature", "rows", "fingerprint", "last write", "changed", "behind"]
+_COLUMNS = ["feature", "samples", "fingerprint", "last write", "changed", "behind"]
 
 
 @app.command(
@@ -40,7 +40,7 @@ def observe_command(
         ),
     ] = 5.0,
 ) -> None:
-    """Per feature: rows, data version, last write, changed, and lag behind upstream."""
+    """Per feature: samples, data version, last write, changed, and lag behind upstream."""
     state = state_of(ctx)
     out = state.output
     project = api.Project.load(state.config)
@@ -53,11 +53,15 @@ def observe_command(
     if state.json:
         out.json(report)
     else:
+        # Counts are samples; a "rows" column joins them when some feature holds several
+        # rows per sample (an expansion's children).
+        physical = any(f["rows"] != f["samples"] for f in report["features"])
+        columns = [*_COLUMNS[:2], "rows", *_COLUMNS[2:]] if physical else _COLUMNS
         out.table(
-            _COLUMNS,
-            [_row(f) for f in report["features"]],
+            columns,
+            [_row(f, physical) for f in report["features"]],
             title=f"store: {report['store']}",
-            numeric=["rows"],
+            numeric=["samples", "rows"],
             free=["behind"],
         )
     changed = sum(1 for f in report["features"] if f["changed"])
@@ -69,12 +73,13 @@ def observe_command(
         raise typer.Exit(3)
 
 
-def _row(feature: dict[str, Any]) -> list[Any]:
+def _row(feature: dict[str, Any], physical: bool) -> list[Any]:
     behind = [f"{n} {kind}" for kind, n in feature["behind"].items() if n]
     last = feature["last_written_at"]
     return [
         feature["feature"],
-        feature["rows"],
+        feature["samples"],
+        *([feature["rows"]] if physical else []),
         feature["fingerprint"][:12],
         last[:16].replace("T", " ") if last else "-",
         "yes" if feature["changed"] else "no",

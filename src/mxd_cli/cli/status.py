@@ -44,15 +44,20 @@ def status_command(
     if state.json:
         out.json(report)
     else:
+        # Counts are samples; a "rows" column joins them when a feature's samples hold
+        # several rows each (an expansion's children).
+        columns = _COLUMNS
+        if any(f["rows"] != f["stored"] for f in report["features"]):
+            columns = [*_COLUMNS[:3], "rows", *_COLUMNS[3:]]
         rows = [
-            [f[c] if c != "causes" else "\n".join(f["causes"]) or "-" for c in _COLUMNS]
+            [f[c] if c != "causes" else "\n".join(f["causes"]) or "-" for c in columns]
             for f in report["features"]
         ]
         out.table(
-            _COLUMNS,
+            columns,
             rows,
             title=f"store: {report['store']}",
-            numeric=["stored", "new", "stale", "orphaned", "unchanged"],
+            numeric=["stored", "rows", "new", "stale", "orphaned", "unchanged"],
             free=["causes"],
         )
     if exit_code and report["pending"]:

@@ -31,7 +31,7 @@ from sqlglot import exp
 from mxd_cli.definitions.keys import FeatureKey
 from mxd_cli.definitions.spec import FeatureDep
 from mxd_cli.engine.filters import Filter, parse_filters
-from mxd_cli.engine.plan import TableSource, narrowed
+from mxd_cli.engine.plan import TableSource, narrowed, sample_key
 from mxd_cli.engine.restrictions import types_of
 from mxd_cli.engine.sql import alias, col, in_keys, lit
 from mxd_cli.graph import FeatureGraph, FeatureNode
@@ -64,10 +64,11 @@ class FeatureDeletion:
 
     feature: FeatureKey
     id_columns: tuple[str, ...]
-    matched: int  # samples (distinct ids)
+    matched: int  # samples (distinct sample keys: an expansion's parents)
     targeted: bool  # named on the command line (else reached by the cascade)
     cascade_from: tuple[FeatureKey, ...] = ()  # upstreams whose matched samples it derives from
     physical_rows: int = 0  # rows a hard delete removes (every version and history row)
+    current: int = 0  # current rows matched (distinct ids): the tombstones of a soft delete
     keys: exp.Table | None = None  # the matched ids, in a temporary table of the engine
     columns: tuple[str, ...] = ()  # the table's columns
 
@@ -169,7 +170,7 @@ def plan_deletion(
                 if flt is not None:
                     chosen = chosen.where(flt.to_sqlglot(), copy=False)
                 picks.insert(0, chosen)
-        found = 0
+        found = current_ids = 0
         physical = 0
         keys_table = None
         if picks:
@@ -182,11 +183,15 @@ def plan_deletion(
                 .distinct(copy=False)
             )
             keys_table = _keep(engine, distinct)
-            found = int(
-                engine.rows(
-                    exp.select(exp.func("count", exp.Star())).from_(keys_table, copy=False)
-                )[0][0]
-            )
+            current_ids = found = _count(engine, keys_table)
+            skey = sample_key(node)
+            if found and tuple(skey) != node.spec.id_columns:
+                parents = (
+                    exp.select(*(col(k) for k in skey))
+                    .from_(keys_table.copy(), copy=False)
+                    .distinct(copy=False)
+                )
+                found = _count(engine, parents.subquery("__mxd_parents", copy=False))
             if mode == "hard" and found:
                 ref = store.ref(key.parts)
                 assert ref is not None
@@ -204,10 +209,16 @@ def plan_deletion(
             key in targets,
             via,
             physical,
+            current_ids,
             keys_table,
             tuple(columns),
         )
     return DeletionPlan(mode, [matched[k] for k in graph.order if k in matched])
+
+
+def _count(engine: SqlEngine, relation: exp.Expr) -> int:
+    query = exp.select(exp.func("count", exp.Star())).from_(relation, copy=False)
+    return int(engine.rows(query)[0][0])
 
 
 def _keep(engine: SqlEngine, query: exp.Select) -> exp.Table:
@@ -308,7 +319,8 @@ def execute_deletion(
                     materialization_id=None,
                 ),
             )
-            results.append(DeletionResult(item.feature, item.matched, written, written))
+            deleted = item.matched if written else 0  # (every matched id's row, at once)
+            results.append(DeletionResult(item.feature, item.matched, deleted, written))
         else:
             removed = store.delete_where(table, in_keys(ids, item.keys))
             results.append(DeletionResult(item.feature, item.matched, item.matched, removed))

@@ -76,7 +76,19 @@ class Increment:
     columns: list[str] = field(default_factory=list)  # columns of the expected rows
     #: Aggregation deps' rows before grouping (what an N:1 asset computes from).
     members: dict[int, exp.Select] = field(default_factory=dict)
+    #: An expansion's current child rows (the samples' physical rows), counted on demand.
+    children: exp.Select | None = field(default=None, repr=False)
     _rows: pl.DataFrame | None = field(default=None, repr=False)
+    _stored_rows: int | None = field(default=None, repr=False)
+
+    @property
+    def stored_rows(self) -> int:
+        """Physical rows the stored samples hold: one each, or an expansion's children."""
+        if self.children is None:
+            return self.counts["stored"]
+        if self._stored_rows is None:
+            self._stored_rows = count_rows(self.session, self.children)
+        return self._stored_rows
 
     @property
     def pending(self) -> bool:
@@ -159,8 +171,9 @@ def resolve(
         # Counted, streamed and diffed: computed (joined, hashed) once.
         query = exp.select("*").from_(session.keep(key, query, "__mxd_expected"))
     own = session.locate(key, own=True)
-    current = own_rows = None
+    current = own_rows = children = None
     if own is not None:
+        table = own
         conditions: list[exp.Expr | None] = []
         whole = own  # every column: for the rows of orphans (tombstones copy them)
         if touched is not None:
@@ -194,6 +207,9 @@ def resolve(
         if tuple(skey) != node.spec.id_columns:
             # Expansion: stored rows are children; any provenance among them stands for
             # the sample (they all carry the parent's).
+            children = current
+            if touched is not None:  # (narrowed: the totals take every child)
+                children = current_rows(table, node.spec.id_columns, version, [*skey])
             current = (
                 exp.select(
                     *(col(k) for k in skey),
@@ -229,7 +245,27 @@ def resolve(
         narrowed=resolved_on,
         columns=[] if expected is None else list(expected.columns),
         members={} if expected is None else dict(expected.members),
+        children=children,
     )
+
+
+def count_rows(session: Session, query: exp.Select) -> int:
+    counted = exp.select(exp.func("count", exp.Star())).from_(
+        query.subquery("__mxd_counted", copy=False)
+    )
+    return int(session.engine.rows(counted)[0][0])
+
+
+def stored_rows(session: Session, node: FeatureNode) -> int | None:
+    """Current physical rows of an expansion's table (None: not an expansion)."""
+    skey = sample_key(node)
+    if tuple(skey) == node.spec.id_columns:
+        return None
+    own = session.locate(node.key, own=True)
+    if own is None:
+        return 0
+    version = session.feature_version(node.key)
+    return count_rows(session, current_rows(own, node.spec.id_columns, version, list(skey)))
 
 
 def _expected(
@@ -342,4 +378,4 @@ def _relation(query: exp.Expr, name: str) -> exp.Expr:
     return query.subquery(name, copy=False)
 
 
-__all__ = ["COUNTS", "Baseline", "Increment", "lit", "resolve"]
+__all__ = ["COUNTS", "Baseline", "Increment", "count_rows", "lit", "resolve", "stored_rows"]

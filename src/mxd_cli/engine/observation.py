@@ -23,7 +23,7 @@ the recorded one.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,8 @@ from sqlglot import exp
 
 from mxd_cli.definitions.asset import AssetDefinition
 from mxd_cli.definitions.keys import FeatureKey
-from mxd_cli.engine.plan import current_rows
+from mxd_cli.engine.increment import count_rows
+from mxd_cli.engine.plan import current_rows, sample_key
 from mxd_cli.engine.session import Session
 from mxd_cli.engine.sql import alias, col, concat_ws, lit
 from mxd_cli.errors import AssetError
@@ -72,6 +73,11 @@ class Content:
     data_version: str
     fingerprint: str
     last_written_at: datetime | None
+    samples: int | None = None  # distinct sample keys, where they differ from rows
+
+    @property
+    def sample_count(self) -> int:
+        return self.rows if self.samples is None else self.samples
 
 
 def content_of(session: Session, node: FeatureNode, where: exp.Expr | None = None) -> Content:
@@ -140,7 +146,28 @@ def content_of(session: Session, node: FeatureNode, where: exp.Expr | None = Non
             )
         )
     fingerprint = _render(int(a_hi or 0), int(a_lo or 0), int(b_hi or 0), int(b_lo or 0))
-    return Content(count, data_version, fingerprint, last)
+    return Content(count, data_version, fingerprint, last, samples_of(session, node, where))
+
+
+def samples_of(session: Session, node: FeatureNode, where: exp.Expr | None = None) -> int | None:
+    """Distinct sample keys among an expansion's current rows (None: one row per sample)."""
+    skey = list(sample_key(node))
+    own = session.locate(node.key, own=True)
+    if tuple(skey) == node.spec.id_columns or own is None:
+        return None
+    columns = [
+        *node.spec.id_columns,
+        *(n for n in _columns(where) if n not in node.spec.id_columns),
+    ]
+    rows = current_rows(
+        own, node.spec.id_columns, session.feature_version(node.key), columns, where=where
+    )
+    distinct = (
+        exp.select(*(col(k) for k in skey))
+        .from_(rows.subquery("__mxd_current", copy=False))
+        .distinct(copy=False)
+    )
+    return count_rows(session, distinct)
 
 
 def _columns(where: exp.Expr | None) -> list[str]:
@@ -192,6 +219,7 @@ class Observation:
         last = self.content.last_written_at
         return {
             "feature": str(self.feature),
+            "samples": self.content.sample_count,
             "rows": self.content.rows,
             "data_version": self.content.data_version,
             "fingerprint": self.content.fingerprint,
@@ -226,7 +254,7 @@ def observe_feature(
         and previous.write_mark == mark
         and previous.feature_version == version
     ):
-        content = previous.content
+        content = replace(previous.content, samples=samples_of(session, node))
     else:
         content = content_of(session, node)
     behind = dict.fromkeys(_BEHIND, 0)

@@ -51,8 +51,9 @@ class FeatureResult:
     stale: int = 0
     orphaned: int = 0
     unchanged: int = 0
-    written: int = 0
-    deleted: int = 0
+    written: int = 0  # samples whose rows were written
+    deleted: int = 0  # samples soft-deleted (orphans)
+    rows: int = 0  # physical rows written (an expansion writes several per sample)
     seconds: float = 0.0
     error: str | None = None
     note: str | None = None
@@ -82,6 +83,10 @@ class RunResult:
     def deleted(self) -> int:
         return sum(f.deleted for f in self.features)
 
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.features)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
@@ -92,6 +97,7 @@ class RunResult:
             "seconds": round(self.seconds, 3),
             "written": self.written,
             "deleted": self.deleted,
+            "rows": self.rows,
             "features": [f.to_json() for f in self.features],
         }
 

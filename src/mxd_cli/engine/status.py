@@ -35,6 +35,7 @@ class FeatureStatus:
     feature: FeatureKey
     status: Status
     stored: int = 0
+    rows: int = 0  # the stored samples' physical rows (an expansion's children)
     new: int = 0
     stale: int = 0
     orphaned: int = 0
@@ -52,6 +53,7 @@ class FeatureStatus:
             "feature": str(self.feature),
             "status": self.status,
             "stored": self.stored,
+            "rows": self.rows,
             "new": self.new,
             "stale": self.stale,
             "orphaned": self.orphaned,
@@ -80,6 +82,7 @@ def feature_status(
         node.key,
         "up_to_date",
         stored=counts["stored"],
+        rows=counts.get("rows", counts["stored"]),
         new=counts["new"],
         stale=counts["stale"],
         orphaned=counts["orphaned"],
@@ -335,6 +338,16 @@ class Assessment:
 
 
 ZERO = dict.fromkeys(("new", "stale", "orphaned", "unchanged", "stored"), 0)
+
+
+def stored_rows_of(session: Session, node: FeatureNode, found: Assessment) -> int:
+    """The physical rows of the samples ``found`` counted as stored."""
+    from mxd_cli.engine.increment import stored_rows
+
+    if found.increment is not None:
+        return found.increment.stored_rows
+    rows = stored_rows(session, node)
+    return found.counts["stored"] if rows is None else rows
 
 
 def assess(

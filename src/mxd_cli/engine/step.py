@@ -41,11 +41,12 @@ from mxd_cli.engine.results import FeatureResult, Listener, RunOptions
 from mxd_cli.engine.roots import StagedSamples, stage_root_samples
 from mxd_cli.engine.runs import Checkpoints
 from mxd_cli.engine.session import Session
-from mxd_cli.engine.sql import col, in_keys
+from mxd_cli.engine.sql import col, in_keys, lit
 from mxd_cli.engine.writer import CommitGroup, FeatureWriter
 from mxd_cli.errors import AssetError, MassDeleteError
 from mxd_cli.graph import FeatureNode
 from mxd_cli.project import Project
+from mxd_cli.store import columns as c
 from mxd_cli.store.base import now_utc
 
 
@@ -179,7 +180,9 @@ class FeatureStep:
             if gone is not None:
                 own = run.session.locate(self.key, own=True)
                 columns = [] if own is None else list(own.schema.names)
-                res.deleted = writer.soft_delete_query(gone, columns)
+                tombstones = writer.soft_delete_query(gone, columns)
+                # (An expansion tombstones every child of each orphaned sample.)
+                res.deleted = counts["orphaned"] if tombstones and _expands(node) else tombstones
         run.session.forget(self.key)
         res.status = "success" if todo or counts["orphaned"] else "up_to_date"
         kept = counts["orphaned"] and not res.deleted
@@ -210,7 +213,8 @@ class FeatureStep:
         if self.run.should_stop():
             raise Stopped
         written = writer.write_query(query, [n for n in staged if n != CHANGE])
-        res.written += written
+        res.written += written  # (one row per sample: roots, and 1:1 and N:1 dry runs)
+        res.rows += written
         self.run.listener.rows_done(str(self.key), written)
 
     def write_groups(self, increment: Increment, writer: FeatureWriter, res: FeatureResult) -> None:
@@ -269,8 +273,9 @@ class FeatureStep:
         """Asset outputs committed together every ``commit_interval`` seconds; progress and
         ``written`` move when a group is durable."""
 
-        def committed(rows_in: int, written: int) -> None:
-            res.written += written
+        def committed(rows_in: int, samples: int, written: int) -> None:
+            res.written += samples
+            res.rows += written
             self.run.listener.rows_done(str(self.key), rows_in)
 
         interval = float(self.run.project.config.mxd.get("commit_interval", 0.5))
@@ -294,7 +299,7 @@ class FeatureStep:
         except AssetError:
             group.flush()
             raise
-        group.add(rows, chunk.height)
+        group.add(rows, chunk.height, self.samples_in(rows, increment))
 
     def write_chunks(self, increment: Increment, writer: FeatureWriter, res: FeatureResult) -> None:
         """Downstream rows: chunks to the asset, outputs committed in groups."""
@@ -375,7 +380,7 @@ class FeatureStep:
         stamping = writer.stamping(now_utc())
         schema = stamping(rows).to_arrow().schema
         group = self.commit_group(writer, res)
-        group.add(rows, chunk.height)
+        group.add(rows, chunk.height, self.samples_in(rows, increment))
         group.flush()
         rest = self.to_compute(increment, after=chunk.select(increment.key_columns).row(-1))
         if rest is None:
@@ -389,13 +394,43 @@ class FeatureStep:
             schema,
             size,
         )
+        expands = tuple(increment.key_columns) != self.node.spec.id_columns
         for rows_in, written in run.store.append_mapped(
             writer.table, rest, function, schema, job_rows=size * 4
         ):
-            res.written += written
+            res.rows += written
+            if not expands:
+                res.written += written
             run.listener.rows_done(str(self.key), rows_in)
             if run.should_stop():
                 raise Stopped
+        if expands:
+            # (The executors' outputs are not seen here: their samples are counted after.)
+            run.session.forget(self.key)
+            res.written = self.samples_written(increment.key_columns)
+
+    def samples_in(self, rows: pl.DataFrame, increment: Increment) -> int:
+        """Samples an asset's output holds: one per row, or an expansion's parents."""
+        key = list(increment.key_columns)
+        if tuple(key) == self.node.spec.id_columns:
+            return rows.height
+        return rows.select(key).n_unique() if rows.height else 0
+
+    def samples_written(self, key: Sequence[str]) -> int:
+        """Samples of this run's rows in the feature's table (``key``: the sample key)."""
+        own = self.run.session.locate(self.key, own=True)
+        if own is None:
+            return 0
+        distinct = (
+            exp.select(*(col(k) for k in key))
+            .from_(own.ref, copy=False)
+            .where(col(c.MATERIALIZATION_ID).eq(lit(self.run.run_id)), copy=False)
+            .distinct(copy=False)
+        )
+        query = exp.select(exp.func("count", exp.Star())).from_(
+            distinct.subquery("__mxd_w", copy=False)
+        )
+        return int(self.run.session.engine.rows(query)[0][0])
 
     def to_compute(
         self, increment: Increment, after: Sequence[object] | None = None

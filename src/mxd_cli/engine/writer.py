@@ -303,7 +303,9 @@ def _listish(t: pa.DataType) -> bool:
 
 class CommitGroup:
     """Chunk outputs gathered until a commit is due (``interval`` seconds since the last,
-    or ``max_rows`` rows): one append per group, and progress moves when it is durable."""
+    or ``max_rows`` rows): one append per group, and progress moves when it is durable.
+    ``committed(rows_in, samples, written)``: samples handed to the asset, samples its
+    output holds, physical rows written."""
 
     def __init__(
         self,
@@ -311,7 +313,7 @@ class CommitGroup:
         *,
         interval: float = 0.5,
         max_rows: int = 200_000,
-        committed: Callable[[int, int], None] = lambda rows_in, written: None,
+        committed: Callable[[int, int, int], None] = lambda rows_in, samples, written: None,
     ) -> None:
         self._commit = commit
         self.interval = interval
@@ -319,13 +321,17 @@ class CommitGroup:
         self._committed = committed
         self._frames: list[pl.DataFrame] = []
         self._rows_in = 0
+        self._samples = 0
         self._buffered = 0
         self._since = time.monotonic()
         self.written = 0
 
-    def add(self, frame: pl.DataFrame, rows_in: int) -> None:
+    def add(self, frame: pl.DataFrame, rows_in: int, samples: int | None = None) -> None:
+        """``frame``: the output for ``rows_in`` samples of the increment; ``samples``:
+        how many samples it holds (default: one per row)."""
         self._frames.append(frame)
         self._rows_in += rows_in
+        self._samples += frame.height if samples is None else samples
         self._buffered += frame.height
 
     def due(self) -> bool:
@@ -338,11 +344,11 @@ class CommitGroup:
         if not self._frames:
             self._since = time.monotonic()
             return 0
-        frames, rows_in = self._frames, self._rows_in
-        self._frames, self._rows_in, self._buffered = [], 0, 0
+        frames, rows_in, samples = self._frames, self._rows_in, self._samples
+        self._frames, self._rows_in, self._samples, self._buffered = [], 0, 0, 0
         data = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
         written = self._commit(data)
         self.written += written
         self._since = time.monotonic()
-        self._committed(rows_in, written)
+        self._committed(rows_in, samples, written)
         return written
