@@ -104,12 +104,18 @@ def check_ids(
                     hint=f"keep {k!r} as {types[k]}",
                 )
     for k in ids:
+        if not frame[k].null_count():  # (kept with the column: no pass over it)
+            continue
         nulls = frame.filter(pl.col(k).is_null())
-        if nulls.height:
-            raise _fail(
-                asset,
-                f"id column {k!r} is null in {nulls.height} row(s): {_rows(nulls, frame.columns)}",
-            )
+        raise _fail(
+            asset,
+            f"id column {k!r} is null in {nulls.height} row(s): {_rows(nulls, frame.columns)}",
+        )
+    if frame.height < 2:
+        return
+    key = frame[ids[0]] if len(ids) == 1 else frame.select(pl.struct(ids)).to_series()
+    if key.n_unique() == frame.height:
+        return
     dupes = frame.filter(pl.struct(ids).is_duplicated())
     if dupes.height:
         raise _fail(

@@ -77,8 +77,11 @@ def stage_root_samples(
     ctx: AssetContext,
     *,
     batch_rows: int = BATCH_ROWS,
+    ids_only: bool = False,
 ) -> StagedSamples:
-    """Call a root asset and stage every sample it returns (checked, with provenance)."""
+    """Call a root asset and stage every sample it returns (checked, with provenance).
+    ``ids_only``: stage the checked ids alone, unhashed (enough to count samples against
+    a store that holds none of the feature's rows)."""
     result = call_raw(asset, ctx)
     # A frame returned whole is in memory already: its hashed batches are handed to the
     # engine as they are, not copied into a table (a generator's may not fit: copied).
@@ -86,7 +89,7 @@ def stage_root_samples(
         not isinstance(result, pl.LazyFrame) and _is_frame(result)
     )
     batches = frames(result, asset, batch_rows)
-    return stage_samples(session, node, batches, asset, in_memory=in_memory)
+    return stage_samples(session, node, batches, asset, in_memory=in_memory, ids_only=ids_only)
 
 
 def stage_samples(
@@ -96,6 +99,7 @@ def stage_samples(
     asset: AssetDefinition | None = None,
     *,
     in_memory: bool = False,
+    ids_only: bool = False,
 ) -> StagedSamples:
     """Stage root samples (frames) in the engine: checked, with provenance.
 
@@ -129,9 +133,12 @@ def stage_samples(
                             f"id column {k!r} is {frame.schema[k]} in one batch and "
                             f"{id_types[k]} in another",
                         )
-            hashed = with_root_provenance(
-                frame.lazy(), node, session.hashing.algorithm, session.hashing.length
-            ).collect()
+            if ids_only:
+                hashed = frame.select(ids)
+            else:
+                hashed = with_root_provenance(
+                    frame.lazy(), node, session.hashing.algorithm, session.hashing.length
+                ).collect()
             rows += frame.height
             if in_memory:
                 held.append(hashed)

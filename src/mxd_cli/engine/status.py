@@ -375,7 +375,12 @@ def assess(
     if state is not None and saved is not None and saved[0] == state:
         stored = int(saved[1])
         return Assessment(ZERO | {"stored": stored, "unchanged": stored}, None)
-    staged = stage_root_samples(session, node, asset, ctx) if node.is_root else None
+    staged = None
+    if node.is_root:
+        # Against a store without the feature's table every sample is new: counting them
+        # needs their checked ids, not their provenance.
+        bare = restrictions is None and session.locate(key, own=True) is None
+        staged = stage_root_samples(session, node, asset, ctx, ids_only=bare)
     restriction = None
     if restrictions is not None:
         from mxd_cli.engine.increment import _expected
