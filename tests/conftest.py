@@ -64,3 +64,11 @@ class Clean(mx.BaseFeature, spec=mx.FeatureSpec(key="demo/clean", id_columns=["i
         fields=[mx.FieldSpec(key="value", code_version="1")])):
     pass
 """
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, every Spark test goes to one worker: one JVM for the run (a
+    second local Spark session on this machine's two cores would only compete)."""
+    for item in items:
+        if item.get_closest_marker("spark") is not None:
+            item.add_marker(pytest.mark.xdist_group("spark"))

@@ -554,6 +554,8 @@ def test_type_errors_with_dtypes(text: str, named: str) -> None:
 # -- 4. fuzzing: FilterError or a usable Filter, never anything else ---------------------------
 
 FUZZ_COUNT = {"text": 0, "tokens": 0, "mutated": 0, "accepted": 0}
+# (One worker under pytest-xdist: the last test counts what the others ran, in file order.)
+FUZZ_GROUP = pytest.mark.xdist_group("filter-fuzz")
 
 SQLISH = [
     *["i", "s", "d", "b", "tz", '"i"', "x", "t.i", "'a'", "'%_'", "1", "-1", "1.5", "1e3", "NULL"],
@@ -586,6 +588,7 @@ def _fuzz_one(text: str) -> None:
         assert polars_rows(SAMPLE, f) == duckdb_rows(SAMPLE, f), f.to_sql()
 
 
+@FUZZ_GROUP
 @settings(max_examples=700, deadline=None)
 @given(st.text(max_size=80))
 def test_fuzz_text(text: str) -> None:
@@ -593,6 +596,7 @@ def test_fuzz_text(text: str) -> None:
     _fuzz_one(text)
 
 
+@FUZZ_GROUP
 @settings(max_examples=700, deadline=None)
 @given(st.lists(st.sampled_from(SQLISH), max_size=12), st.sampled_from([" ", ""]))
 def test_fuzz_sqlish_tokens(tokens: list[str], sep: str) -> None:
@@ -609,6 +613,7 @@ def _mutate(text: str, data: st.DataObject) -> str:
     return text
 
 
+@FUZZ_GROUP
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(CONDITION, st.data())
 def test_fuzz_mutated_filters(text: str, data: st.DataObject) -> None:
@@ -617,6 +622,7 @@ def test_fuzz_mutated_filters(text: str, data: st.DataObject) -> None:
     _fuzz_one(_mutate(text, data))
 
 
+@FUZZ_GROUP
 def test_fuzz_ran_enough_examples() -> None:
     # Runs after the fuzz tests above (file order); skipped when they were deselected.
     if not (FUZZ_COUNT["text"] and FUZZ_COUNT["tokens"] and FUZZ_COUNT["mutated"]):
