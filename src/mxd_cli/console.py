@@ -268,8 +268,7 @@ class RunProgress:
 def _finished_line(result: Any) -> str:
     done = f"{result.feature}: {result.status}"
     if result.status in ("success", "failed", "interrupted"):
-        rows = getattr(result, "rows", result.written)
-        physical = f" ({rows} rows)" if rows != result.written else ""
+        physical = f" ({result.rows} rows)" if result.rows != result.written else ""
         done += f", {result.written} written{physical}, {result.deleted} deleted"
         done += f" in {result.seconds:.2f}s"
     if result.note:

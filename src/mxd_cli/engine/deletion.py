@@ -31,7 +31,7 @@ from sqlglot import exp
 from mxd_cli.definitions.keys import FeatureKey
 from mxd_cli.definitions.spec import FeatureDep
 from mxd_cli.engine.filters import Filter, parse_filters
-from mxd_cli.engine.plan import TableSource, narrowed, sample_key
+from mxd_cli.engine.plan import TableSource, expands, narrowed, sample_key
 from mxd_cli.engine.restrictions import types_of
 from mxd_cli.engine.sql import alias, col, in_keys, lit
 from mxd_cli.graph import FeatureGraph, FeatureNode
@@ -183,24 +183,14 @@ def plan_deletion(
                 .distinct(copy=False)
             )
             keys_table = _keep(engine, distinct)
-            current_ids = found = _count(engine, keys_table)
-            skey = sample_key(node)
-            if found and tuple(skey) != node.spec.id_columns:
-                parents = (
-                    exp.select(*(col(k) for k in skey))
-                    .from_(keys_table.copy(), copy=False)
-                    .distinct(copy=False)
-                )
-                found = _count(engine, parents.subquery("__mxd_parents", copy=False))
+            current_ids = found = engine.count(keys_table)
+            if found and expands(node):
+                found = engine.count(keys_table.copy(), distinct=sample_key(node))
             if mode == "hard" and found:
                 ref = store.ref(key.parts)
                 assert ref is not None
-                physical = int(
-                    engine.rows(
-                        exp.select(exp.func("count", exp.Star()))
-                        .from_(ref, copy=False)
-                        .where(in_keys(ids, keys_table), copy=False)
-                    )[0][0]
+                physical = engine.count(
+                    exp.select(exp.Star()).from_(ref, copy=False).where(in_keys(ids, keys_table))
                 )
         matched[key] = FeatureDeletion(
             key,
@@ -214,11 +204,6 @@ def plan_deletion(
             tuple(columns),
         )
     return DeletionPlan(mode, [matched[k] for k in graph.order if k in matched])
-
-
-def _count(engine: SqlEngine, relation: exp.Expr) -> int:
-    query = exp.select(exp.func("count", exp.Star())).from_(relation, copy=False)
-    return int(engine.rows(query)[0][0])
 
 
 def _keep(engine: SqlEngine, query: exp.Select) -> exp.Table:

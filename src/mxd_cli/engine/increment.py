@@ -37,6 +37,7 @@ from mxd_cli.engine.plan import (
     ExpectedPlan,
     TableSource,
     current_rows,
+    expands,
     expected_rows,
     narrowed,
     sample_key,
@@ -87,7 +88,7 @@ class Increment:
         if self.children is None:
             return self.counts["stored"]
         if self._stored_rows is None:
-            self._stored_rows = count_rows(self.session, self.children)
+            self._stored_rows = self.session.engine.count(self.children)
         return self._stored_rows
 
     @property
@@ -204,7 +205,7 @@ def resolve(
         wanted = list(dict.fromkeys([*skey, c.PROVENANCE, *extra]))
         version = session.feature_version(key)
         current = current_rows(own, node.spec.id_columns, version, wanted, where=condition)
-        if tuple(skey) != node.spec.id_columns:
+        if expands(node):
             # Expansion: stored rows are children; any provenance among them stands for
             # the sample (they all carry the parent's).
             children = current
@@ -249,23 +250,16 @@ def resolve(
     )
 
 
-def count_rows(session: Session, query: exp.Select) -> int:
-    counted = exp.select(exp.func("count", exp.Star())).from_(
-        query.subquery("__mxd_counted", copy=False)
-    )
-    return int(session.engine.rows(counted)[0][0])
-
-
 def stored_rows(session: Session, node: FeatureNode) -> int | None:
     """Current physical rows of an expansion's table (None: not an expansion)."""
-    skey = sample_key(node)
-    if tuple(skey) == node.spec.id_columns:
+    if not expands(node):
         return None
     own = session.locate(node.key, own=True)
     if own is None:
         return 0
     version = session.feature_version(node.key)
-    return count_rows(session, current_rows(own, node.spec.id_columns, version, list(skey)))
+    skey = list(sample_key(node))
+    return session.engine.count(current_rows(own, node.spec.id_columns, version, skey))
 
 
 def _expected(
@@ -330,7 +324,7 @@ def _touched(
         .distinct(copy=False)
     )
     table = session.keep(node.key, keys, "__mxd_touched")
-    count = session.engine.rows(exp.select(exp.func("count", exp.Star())).from_(table))[0][0]
+    count = session.engine.count(table)
     if baseline.stored and count > _NARROW_LIMIT * baseline.stored:
         return None  # most samples changed: one full pass is cheaper
     return table
@@ -359,15 +353,7 @@ def _stored_before(
         where=in_keys(list(skey), touched),
         name="__mxd_b",
     )
-    distinct = (
-        exp.select(*(col(k) for k in skey))
-        .from_(rows.subquery("__mxd_bk", copy=False))
-        .distinct(copy=False)
-    )
-    found = session.engine.rows(
-        exp.select(exp.func("count", exp.Star())).from_(distinct.subquery("__mxd_bd", copy=False))
-    )
-    return int(found[0][0])
+    return session.engine.count(rows, distinct=skey)
 
 
 def _relation(query: exp.Expr, name: str) -> exp.Expr:
@@ -378,4 +364,4 @@ def _relation(query: exp.Expr, name: str) -> exp.Expr:
     return query.subquery(name, copy=False)
 
 
-__all__ = ["COUNTS", "Baseline", "Increment", "count_rows", "lit", "resolve", "stored_rows"]
+__all__ = ["COUNTS", "Baseline", "Increment", "lit", "resolve", "stored_rows"]

@@ -33,8 +33,7 @@ from sqlglot import exp
 
 from mxd_cli.definitions.asset import AssetDefinition
 from mxd_cli.definitions.keys import FeatureKey
-from mxd_cli.engine.increment import count_rows
-from mxd_cli.engine.plan import current_rows, sample_key
+from mxd_cli.engine.plan import current_rows, expands, sample_key
 from mxd_cli.engine.session import Session
 from mxd_cli.engine.sql import alias, col, concat_ws, lit
 from mxd_cli.errors import AssetError
@@ -151,9 +150,8 @@ def content_of(session: Session, node: FeatureNode, where: exp.Expr | None = Non
 
 def samples_of(session: Session, node: FeatureNode, where: exp.Expr | None = None) -> int | None:
     """Distinct sample keys among an expansion's current rows (None: one row per sample)."""
-    skey = list(sample_key(node))
     own = session.locate(node.key, own=True)
-    if tuple(skey) == node.spec.id_columns or own is None:
+    if not expands(node) or own is None:
         return None
     columns = [
         *node.spec.id_columns,
@@ -162,12 +160,7 @@ def samples_of(session: Session, node: FeatureNode, where: exp.Expr | None = Non
     rows = current_rows(
         own, node.spec.id_columns, session.feature_version(node.key), columns, where=where
     )
-    distinct = (
-        exp.select(*(col(k) for k in skey))
-        .from_(rows.subquery("__mxd_current", copy=False))
-        .distinct(copy=False)
-    )
-    return count_rows(session, distinct)
+    return session.engine.count(rows, distinct=sample_key(node))
 
 
 def _columns(where: exp.Expr | None) -> list[str]:

@@ -105,6 +105,12 @@ def sample_key(node: FeatureNode) -> tuple[str, ...]:
     return node.spec.id_columns
 
 
+def expands(node: FeatureNode) -> bool:
+    """Whether the feature is an expansion (1:N): its asset decides how many children a
+    parent has, so a sample (the parent) may hold several physical rows."""
+    return any(dep.lineage.kind == "1:N" for dep in node.spec.deps)
+
+
 def join_key(node: FeatureNode, dep: FeatureDep) -> list[str]:
     return list(dep.lineage.on or ()) if dep.lineage.kind != "1:1" else list(node.spec.id_columns)
 

@@ -120,12 +120,12 @@ def _older_rows(session: Session, node: FeatureNode, version: str) -> int:
     own = session.locate(node.key, own=True)
     if own is None or c.FEATURE_VERSION not in own.schema.names:
         return 0
-    query = (
-        exp.select(exp.func("count", exp.Star()))
+    older = (
+        exp.select(exp.Star())
         .from_(own.ref, copy=False)
         .where(col(c.FEATURE_VERSION).neq(lit(version)), copy=False)
     )
-    return int(session.engine.rows(query)[0][0])
+    return session.engine.count(older)
 
 
 def _version_change(session: Session, node: FeatureNode, feature_version: str) -> list[str]:

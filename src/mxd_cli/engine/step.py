@@ -34,7 +34,7 @@ from mxd_cli.definitions.keys import FeatureKey
 from mxd_cli.engine.assets import call_asset
 from mxd_cli.engine.increment import Baseline, Increment, resolve
 from mxd_cli.engine.output import attach_provenance, check_columns, check_ids
-from mxd_cli.engine.plan import CHANGE, sample_key
+from mxd_cli.engine.plan import CHANGE, expands, sample_key
 from mxd_cli.engine.remote import ChunkFunction
 from mxd_cli.engine.restrictions import FeatureRestriction, Restrictions, types_of
 from mxd_cli.engine.results import FeatureResult, Listener, RunOptions
@@ -171,7 +171,7 @@ class FeatureStep:
         run.listener.feature_started(str(self.key), todo)
         if todo:
             writer.record_snapshot()  # (before any stream opens on the engine)
-            if node.is_root or (options.dry_run and not _expands(node)):
+            if node.is_root or (options.dry_run and not expands(node)):
                 self.write_roots(increment, writer, res)
             else:
                 self.write_chunks(increment, writer, res)
@@ -182,7 +182,7 @@ class FeatureStep:
                 columns = [] if own is None else list(own.schema.names)
                 tombstones = writer.soft_delete_query(gone, columns)
                 # (An expansion tombstones every child of each orphaned sample.)
-                res.deleted = counts["orphaned"] if tombstones and _expands(node) else tombstones
+                res.deleted = counts["orphaned"] if tombstones and expands(node) else tombstones
         run.session.forget(self.key)
         res.status = "success" if todo or counts["orphaned"] else "up_to_date"
         kept = counts["orphaned"] and not res.deleted
@@ -394,43 +394,38 @@ class FeatureStep:
             schema,
             size,
         )
-        expands = tuple(increment.key_columns) != self.node.spec.id_columns
+        expansion = expands(self.node)
         for rows_in, written in run.store.append_mapped(
             writer.table, rest, function, schema, job_rows=size * 4
         ):
             res.rows += written
-            if not expands:
+            if not expansion:
                 res.written += written
             run.listener.rows_done(str(self.key), rows_in)
             if run.should_stop():
                 raise Stopped
-        if expands:
+        if expansion:
             # (The executors' outputs are not seen here: their samples are counted after.)
             run.session.forget(self.key)
             res.written = self.samples_written(increment.key_columns)
 
     def samples_in(self, rows: pl.DataFrame, increment: Increment) -> int:
         """Samples an asset's output holds: one per row, or an expansion's parents."""
-        key = list(increment.key_columns)
-        if tuple(key) == self.node.spec.id_columns:
+        if not expands(self.node):
             return rows.height
-        return rows.select(key).n_unique() if rows.height else 0
+        return rows.select(increment.key_columns).n_unique() if rows.height else 0
 
     def samples_written(self, key: Sequence[str]) -> int:
         """Samples of this run's rows in the feature's table (``key``: the sample key)."""
         own = self.run.session.locate(self.key, own=True)
         if own is None:
             return 0
-        distinct = (
-            exp.select(*(col(k) for k in key))
+        written = (
+            exp.select(exp.Star())
             .from_(own.ref, copy=False)
             .where(col(c.MATERIALIZATION_ID).eq(lit(self.run.run_id)), copy=False)
-            .distinct(copy=False)
         )
-        query = exp.select(exp.func("count", exp.Star())).from_(
-            distinct.subquery("__mxd_w", copy=False)
-        )
-        return int(self.run.session.engine.rows(query)[0][0])
+        return self.run.session.engine.count(written, distinct=key)
 
     def to_compute(
         self, increment: Increment, after: Sequence[object] | None = None
@@ -546,12 +541,6 @@ def checkpoint_state(
     if marks["own"] is None:
         return None
     return json.dumps(marks, sort_keys=True)
-
-
-def _expands(node: FeatureNode) -> bool:
-    """Whether the feature's asset decides its samples (an expansion: how many children
-    a parent has); a dry run then calls it, or its downstream counts would be guesses."""
-    return any(dep.lineage.kind == "1:N" for dep in node.spec.deps)
 
 
 def baseline_of(saved: tuple[str, int] | None, state: str) -> Baseline | None:

@@ -106,9 +106,9 @@ class OverlayStore(MetadataStore):
     def append_query(self, table: Table, query: exp.Expr) -> int:
         engine = self.engine()
         temp = engine.materialize(query, prefix="__mxd_dry_q")
-        rows = engine.rows(exp.select(exp.func("count", exp.Star())).from_(temp))[0][0]
+        rows = engine.count(temp)
         self._keep(table, temp)
-        return int(rows)
+        return rows
 
     def delete_where(self, table: Table, condition: exp.Expr) -> int:
         raise NotImplementedError("dry runs do not delete rows")

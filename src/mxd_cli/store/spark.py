@@ -349,19 +349,19 @@ class SparkEngine(SqlEngine):
         finally:
             numbered.unpersist()
 
-    def ship(self, module: str) -> None:
+    def ship(self, module: str) -> str | None:
         """Make a project module importable on the executors (single-file modules as they
-        are, packages zipped), once per session."""
+        are, packages zipped), once per session; the top-level name shipped, if any."""
         import importlib
         import tempfile
 
         top = module.partition(".")[0]
         if top in self._shipped:
-            return
+            return top
         found = importlib.import_module(top)
         path = getattr(found, "__file__", None)
         if path is None or "site-packages" in path:
-            return  # (installed packages are the executors' own business)
+            return None  # (installed packages are the executors' own business)
         if os.path.basename(path) == "__init__.py":
             folder = os.path.dirname(path)
             staging = tempfile.mkdtemp(prefix="mxd-ship-")
@@ -370,6 +370,7 @@ class SparkEngine(SqlEngine):
             )
         self.spark.sparkContext.addPyFile(path)
         self._shipped.add(top)
+        return top
 
     # data from Python
     def _name(self, prefix: str) -> str:
@@ -507,6 +508,32 @@ def _to_spark(node: exp.Expr) -> exp.Expr:
         if name == "epoch_us":
             return exp.Anonymous(this="unix_micros", expressions=node.expressions)
     return node
+
+
+def _map_shipped(
+    payload: bytes, shipped: str | None, target: pa.Schema, batches: Iterator[pa.RecordBatch]
+) -> Iterator[pa.RecordBatch]:
+    """On an executor: the pickled chunk function over a partition's batches, in ``target``.
+
+    The function is unpickled here, not by Spark, so that its asset's module is the copy the
+    driver shipped: a Python worker imports from its working directory first, and a local
+    session's workers keep the directory the JVM started in, where a module of the same
+    name may be another project's."""
+    if shipped is not None:
+        from pyspark import SparkFiles
+
+        root = SparkFiles.getRootDirectory()
+        held = sys.modules.get(shipped)
+        if held is not None and not str(getattr(held, "__file__", "")).startswith(root):
+            for name in [n for n in sys.modules if n == shipped or n.startswith(shipped + ".")]:
+                del sys.modules[name]
+        ours = [p for p in sys.path if p.startswith(root)] or [root]  # (and shipped zips)
+        sys.path[:] = [*ours, *(p for p in sys.path if not p.startswith(root))]
+    from pyspark import cloudpickle
+
+    function = cloudpickle.loads(payload)
+    for batch in function(batches):
+        yield pa.Table.from_batches([batch]).cast(target).combine_chunks().to_batches()[0]
 
 
 def _executor_error(function: object, exc: StoreError) -> Exception:
@@ -834,14 +861,12 @@ class SparkStore(MetadataStore):
         engine = self.engine()
         target = pa.schema([pa.field(f.name, _spark_type(f.type), f.nullable) for f in schema])
         spark_schema = from_arrow_schema(target)
-        module = getattr(getattr(function, "asset", None), "fn", None)
-        if module is not None:
-            engine.ship(module.__module__)
+        fn = getattr(getattr(function, "asset", None), "fn", None)
+        shipped = engine.ship(fn.__module__) if fn is not None else None
+        from pyspark import cloudpickle
 
-        def on_executor(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-            for batch in function(batches):
-                yield pa.Table.from_batches([batch]).cast(target).combine_chunks().to_batches()[0]
-
+        payload = cloudpickle.dumps(function)  # type: ignore[no-untyped-call]
+        on_executor = partial(_map_shipped, payload, shipped, target)
         for part, rows_in in engine.ranges(query, job_rows):
             mapped = part.mapInArrow(on_executor, spark_schema)
             failed = partial(_executor_error, function)

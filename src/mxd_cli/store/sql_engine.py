@@ -106,6 +106,20 @@ class SqlEngine(abc.ABC):
     def rows(self, query: exp.Expr | str) -> list[tuple[Any, ...]]:
         """The result as Python tuples (counts, small results)."""
 
+    def count(self, relation: exp.Expr, distinct: Sequence[str] = ()) -> int:
+        """Rows of a table or query; with ``distinct``, its distinct values of those columns."""
+        if isinstance(relation, exp.Query):
+            relation = relation.subquery("__mxd_counted", copy=False)
+        if distinct:
+            relation = (
+                exp.select(*(exp.column(k, quoted=True) for k in distinct))
+                .from_(relation, copy=False)
+                .distinct(copy=False)
+                .subquery("__mxd_distinct", copy=False)
+            )
+        query = exp.select(exp.func("count", exp.Star())).from_(relation, copy=False)
+        return int(self.rows(query)[0][0])
+
     @abc.abstractmethod
     def arrow(self, query: exp.Expr | str) -> pa.Table:
         """The whole result as an Arrow table."""
