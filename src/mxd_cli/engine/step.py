@@ -335,9 +335,9 @@ class FeatureStep:
                         raise Stopped
                     chunk = pl.from_arrow(batch)
                     assert isinstance(chunk, pl.DataFrame)
-                    chunk = chunk.drop(CHANGE)
+                    chunk = _without(chunk, CHANGE)
                     self.compute(ctx, chunk, increment, writer, group)
-                    last[:] = [chunk.select(skey).row(-1)]
+                    last[:] = [tuple(chunk[k][-1] for k in skey)]
                     if group.due():
                         group.flush()
                         if run.store.yield_to_readers():
@@ -541,6 +541,11 @@ def checkpoint_state(
     if marks["own"] is None:
         return None
     return json.dumps(marks, sort_keys=True)
+
+
+def _without(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+    """``frame`` without one column (``drop`` plans a query: ~0.15 ms a chunk)."""
+    return pl.DataFrame([s for s in frame.get_columns() if s.name != name])
 
 
 def baseline_of(saved: tuple[str, int] | None, state: str) -> Baseline | None:
