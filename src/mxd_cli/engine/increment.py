@@ -77,6 +77,8 @@ class Increment:
     columns: list[str] = field(default_factory=list)  # columns of the expected rows
     #: Aggregation deps' rows before grouping (what an N:1 asset computes from).
     members: dict[int, exp.Select] = field(default_factory=dict)
+    #: Narrowed resolves: per upstream, every stored row of the touched samples (kept).
+    upstream_rows: dict[FeatureKey, TableSource] = field(default_factory=dict)
     #: An expansion's current child rows (the samples' physical rows), counted on demand.
     children: exp.Select | None = field(default=None, repr=False)
     _rows: pl.DataFrame | None = field(default=None, repr=False)
@@ -246,6 +248,7 @@ def resolve(
         narrowed=resolved_on,
         columns=[] if expected is None else list(expected.columns),
         members={} if expected is None else dict(expected.members),
+        upstream_rows={} if expected is None else dict(expected.upstream_rows),
         children=children,
     )
 

@@ -151,6 +151,8 @@ class ExpectedPlan:
     deps: list[int] = field(default_factory=list)  # indexes of the deps that took part
     #: Per aggregation dep: its rows before grouping (ids, columns), for the asset.
     members: dict[int, exp.Select] = field(default_factory=dict)
+    #: Narrowed to touched samples: per upstream, every stored row (all versions) of them.
+    upstream_rows: dict[FeatureKey, TableSource] = field(default_factory=dict)
 
 
 def _dtypes(schema: pa.Schema) -> dict[str, object]:
@@ -172,6 +174,7 @@ def _dep_rows(
     hashing: HashSettings,
     touched: exp.Expr | None,
     keep: Keep | None = None,
+    narrowed_into: dict[FeatureKey, TableSource] | None = None,
 ) -> tuple[exp.Select, list[str]]:
     """One dependency's rows, ready to join: renamed ids and user columns and its data
     versions (``__mxd_dv_<i>``); grouped for aggregation lineage."""
@@ -208,6 +211,8 @@ def _dep_rows(
             in_keys([inverse.get(k, k) for k in key], theirs.subquery(f"__mxd_t{index}")),
             keep,
         )
+        if narrowed_into is not None and dep.lineage.kind == "1:1":  # (every row of the ids)
+            narrowed_into.setdefault(dep.feature, source)
     upstream = current_rows(
         source,
         up.spec.id_columns,
@@ -292,6 +297,7 @@ def expected_rows(
     when nothing can be expected (a required upstream has no table)."""
     deps = list(enumerate(node.spec.deps))
     prepared: dict[int, tuple[exp.Select, list[str]]] = {}
+    upstream_rows: dict[FeatureKey, TableSource] = {}
     for i, dep in deps:
         source = locate(dep.feature)
         if source is None:
@@ -309,6 +315,7 @@ def expected_rows(
             hashing,
             touched,
             keep,
+            upstream_rows,
         )
     if not prepared:
         return None
@@ -380,7 +387,7 @@ def expected_rows(
             dv = f"{DV_PREFIX}{i}"
             kept = [n for n in rows.named_selects if n != dv]
             members[i] = exp.select(*(col(n) for n in kept)).from_(rows.subquery(f"__mxd_m{i}"))
-    return ExpectedPlan(final, [*users, *system], sorted(prepared), members)
+    return ExpectedPlan(final, [*users, *system], sorted(prepared), members, upstream_rows)
 
 
 # ---- the compare ----------------------------------------------------------------------

@@ -232,9 +232,10 @@ def _stale_causes(session: Session, node: FeatureNode, increment: Increment) -> 
             stale.subquery("__mxd_sk")
         )
         # The stale samples' upstream rows, every version of them: read once, for what
-        # was current when ours were written and what is current now.
+        # was current when ours were written and what is current now (out of the touched
+        # samples' rows when the resolve was narrowed: the stale ones are among them).
         theirs_rows = narrowed(
-            source,
+            increment.upstream_rows.get(dep.feature, source),
             [*up_ids, c.DATA_VERSION_BY_FIELD, *LATEST_ROW_COLUMNS],
             in_keys(list(up_ids), theirs.subquery("__mxd_theirs")),
             lambda q, prefix: session.keep(node.key, q, prefix),
