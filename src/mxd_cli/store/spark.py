@@ -363,11 +363,26 @@ class SparkEngine(SqlEngine):
         if path is None or "site-packages" in path:
             return None  # (installed packages are the executors' own business)
         if os.path.basename(path) == "__init__.py":
+            # Zipped once per content: a fixed folder, the archive named by its digest (one
+            # file per version of the package, not one temporary folder per run).
+            import hashlib
+
             folder = os.path.dirname(path)
-            staging = tempfile.mkdtemp(prefix="mxd-ship-")
-            path = shutil.make_archive(
-                os.path.join(staging, top), "zip", os.path.dirname(folder), top
-            )
+            shipped = os.path.join(tempfile.gettempdir(), "mxd-ship")
+            os.makedirs(shipped, exist_ok=True)
+            staging = tempfile.mkdtemp(prefix="staging-", dir=shipped)
+            try:
+                made = shutil.make_archive(
+                    os.path.join(staging, top), "zip", os.path.dirname(folder), top
+                )
+                with open(made, "rb") as archive:
+                    digest = hashlib.sha256(archive.read()).hexdigest()[:16]
+                path = os.path.join(shipped, f"{digest}", f"{top}.zip")
+                if not os.path.exists(path):
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    os.replace(made, path)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
         self.spark.sparkContext.addPyFile(path)
         self._shipped.add(top)
         return top
