@@ -50,3 +50,28 @@ def test_upstream_comes_from_a_fallback_store_and_the_feature_goes_to_the_target
     session.forget(CLEAN)
     again = resolve(session, CLEAN)
     assert not again.pending
+
+
+def test_duplicate_root_ids_across_batches_are_found_on_both_staging_paths(
+    tmp_path: Path,
+) -> None:
+    # A frame held whole is checked once over all its rows; batches staged one by one
+    # are checked in the engine. Either way a duplicate in two different batches fails.
+    import pytest
+
+    from mxd_cli.engine.roots import frames, stage_samples
+    from mxd_cli.errors import AssetError
+
+    graph = build_graph(CHAIN["graphs"]["v1"])
+    dev = DuckDBStore("dev", {"database": str(tmp_path / "dev.duckdb")})
+    session = Session(
+        graph, GraphVersions(graph), dev, hashing=HashSettings("xxhash32", 8), project="p"
+    )
+    doubled = pl.concat([SAMPLES, SAMPLES.head(1)])  # the last row repeats the first
+    for in_memory in (True, False):
+        batches = list(frames(doubled, None, batch_rows=2))  # type: ignore[arg-type]
+        assert len(batches) > 2
+        with pytest.raises(AssetError, match="duplicate ids in .*sample_uid"):
+            stage_samples(session, graph[RAW], batches, in_memory=in_memory)
+    staged = stage_samples(session, graph[RAW], list(frames(SAMPLES, None, 2)), in_memory=True)  # type: ignore[arg-type]
+    assert staged.rows == SAMPLES.height

@@ -121,7 +121,8 @@ def stage_samples(
     try:
         for frame in batches:
             check_columns(frame, who)  # type: ignore[arg-type]
-            check_ids(frame, ids, who)  # type: ignore[arg-type]
+            # (a frame held whole is checked for duplicates once, below)
+            check_ids(frame, ids, who, unique=not in_memory)  # type: ignore[arg-type]
             if id_types is None:
                 id_types = {k: frame.schema[k] for k in ids}
                 _check_stored_id_types(who, id_types, stored_ids)
@@ -160,12 +161,14 @@ def stage_samples(
     if held:
         whole = pl.concat(held, how="vertical_relaxed", rechunk=False)
         whole = whole.drop([n for n, t in whole.schema.items() if t == pl.Null])
+        check_ids(whole.select(ids), ids, who)  # type: ignore[arg-type]
         # (Like a staged table, it lives as long as the connection: restrictions that
         # follow lineage read a root's samples while resolving its downstream.)
         stage = engine.register(whole, prefix="__mxd_root")
+    elif stage is not None:  # (batches staged one by one: duplicates across them)
+        _check_unique(session, who, stage, ids)  # type: ignore[arg-type]
     if stage is None:
         stage = engine.temp_table(_empty_schema(node, stored_ids), prefix="__mxd_root")
-    _check_unique(session, who, stage, ids)  # type: ignore[arg-type]
     schema = engine.arrow(exp.select("*").from_(stage).limit(0)).schema
     return StagedSamples(TableSource(stage, schema, "stage"), rows, tuple(schema.names))
 
