@@ -79,6 +79,8 @@ class Increment:
     members: dict[int, exp.Select] = field(default_factory=dict)
     #: Narrowed resolves: per upstream, every stored row of the touched samples (kept).
     upstream_rows: dict[FeatureKey, TableSource] = field(default_factory=dict)
+    #: A root's fields whose provenance moved in its stale samples (None: not asked).
+    moved_fields: tuple[str, ...] | None = None
     #: An expansion's current child rows (the samples' physical rows), counted on demand.
     children: exp.Select | None = field(default=None, repr=False)
     _rows: pl.DataFrame | None = field(default=None, repr=False)
@@ -148,6 +150,7 @@ def resolve(
     restrict: FeatureRestriction | None = None,
     full: bool = False,
     baseline: Baseline | None = None,
+    explain: bool = False,
 ) -> Increment:
     """Compare what a feature should hold with what its store holds.
 
@@ -155,7 +158,8 @@ def resolve(
     provenance); downstream features read their upstreams. ``restrict`` limits the
     comparison to a slice of the samples: samples outside it are neither expected nor
     orphaned. ``full``: every stored sample counts as stale. ``baseline``: the feature's
-    checkpoint, so that only what changed since is resolved.
+    checkpoint, so that only what changed since is resolved. ``explain``: a root's counts
+    also find the fields whose provenance moved in its stale samples (``moved_fields``).
     """
     node = session.graph[key]
     skey = list(sample_key(node))
@@ -175,6 +179,7 @@ def resolve(
         query = exp.select("*").from_(session.keep(key, query, "__mxd_expected"))
     own = session.locate(key, own=True)
     current = own_rows = children = None
+    explaining = False
     if own is not None:
         table = own
         conditions: list[exp.Expr | None] = []
@@ -204,6 +209,9 @@ def resolve(
             )
         condition = and_all(conditions)
         extra = restrict.columns if restrict is not None else ()
+        explaining = explain and node.is_root and c.PROVENANCE_BY_FIELD in own.schema.names
+        if explaining:
+            extra = (*extra, c.PROVENANCE_BY_FIELD)
         wanted = list(dict.fromkeys([*skey, c.PROVENANCE, *extra]))
         version = session.feature_version(key)
         current = current_rows(own, node.spec.id_columns, version, wanted, where=condition)
@@ -229,9 +237,18 @@ def resolve(
             where=None if condition is None else condition.copy(),
             name="__mxd_o",
         )
-    compare = Compare(tuple(skey), query, current, own_rows, full=full)
+    fields = tuple(f.key.struct_key for f in node.spec.fields) if explaining else ()
+    compare = Compare(
+        tuple(skey), query, current, own_rows, full=full, fields=fields,
+        field_of=session.engine.field,
+    )  # fmt: skip
     row = session.engine.rows(compare.counts())[0]
-    counts = {name: int(value or 0) for name, value in zip(COUNTS, row, strict=True)}
+    counts = {name: int(value or 0) for name, value in zip(COUNTS, row[: len(COUNTS)], strict=True)}
+    moved = None
+    if fields and current is not None and query is not None:
+        moved = tuple(
+            str(f.key) for f, n in zip(node.spec.fields, row[len(COUNTS) :], strict=True) if n
+        )
     resolved_on = None
     if touched is not None:
         assert baseline is not None
@@ -249,6 +266,7 @@ def resolve(
         columns=[] if expected is None else list(expected.columns),
         members={} if expected is None else dict(expected.members),
         upstream_rows={} if expected is None else dict(expected.upstream_rows),
+        moved_fields=moved,
         children=children,
     )
 

@@ -45,6 +45,7 @@ from mxd_cli.store.sql_engine import SqlEngine
 DV_PREFIX = "__mxd_dv_"
 HASH_PREFIX = "__mxd_h_"
 _E, _C, _PE, _PC = "__mxd_e", "__mxd_c", "__mxd_pe", "__mxd_pc"
+_FE, _FC = "__mxd_fe", "__mxd_fc"  # provenance by field, expected and current
 CHANGE = "__mxd_change"  # 'new' or 'stale' on the rows to compute
 ROW_ID = "rowid"  # DuckDB's row address of a base table
 #: What :func:`current_rows` reads besides the columns it keeps (a narrowed copy of a
@@ -402,15 +403,21 @@ class Compare:
     current: exp.Select | None  # current samples: key columns and provenance
     own: exp.Select | None  # current rows, every column (for tombstones)
     full: bool = False  # every stored sample counts as stale
+    #: Fields whose provenance the counts also compare among stale samples (both sides
+    #: then carry provenance by field), and how the engine reads a struct's field.
+    fields: tuple[str, ...] = ()
+    field_of: Callable[[exp.Expr, str], exp.Expr] | None = None
 
     def _sides(self) -> tuple[exp.Select, exp.Select]:
         assert self.expected is not None and self.current is not None
         keys = [col(k) for k in self.key]
-        expected = exp.select(*keys, alias(col(c.PROVENANCE), _PE), alias(lit(1), _E)).from_(
-            self.expected.subquery("__mxd_exp", copy=False)
-        )
+        by_field = [alias(col(c.PROVENANCE_BY_FIELD), _FE)] if self.fields else []
+        expected = exp.select(
+            *keys, alias(col(c.PROVENANCE), _PE), alias(lit(1), _E), *by_field
+        ).from_(self.expected.subquery("__mxd_exp", copy=False))
+        by_field = [alias(col(c.PROVENANCE_BY_FIELD), _FC)] if self.fields else []
         current = exp.select(
-            *(k.copy() for k in keys), alias(col(c.PROVENANCE), _PC), alias(lit(1), _C)
+            *(k.copy() for k in keys), alias(col(c.PROVENANCE), _PC), alias(lit(1), _C), *by_field
         ).from_(self.current.subquery("__mxd_cur", copy=False))
         return expected, current
 
@@ -420,7 +427,8 @@ class Compare:
         return exp.NullSafeNEQ(this=col(_PE), expression=col(_PC))
 
     def counts(self) -> exp.Select:
-        """One row: new, stale, orphaned, unchanged, stored (distinct samples)."""
+        """One row: new, stale, orphaned, unchanged, stored (distinct samples); then, per
+        field of ``fields`` (when both sides exist), the stale samples where it moved."""
         zero = [alias(lit(0), n) for n in ("new", "stale", "orphaned", "unchanged", "stored")]
         if self.current is None:
             if self.expected is None:
@@ -444,6 +452,7 @@ class Compare:
                     "unchanged",
                 ),
                 alias(sum_if(c_.copy()), "stored"),
+                *self._moved(both),
             )
             .from_(expected.subquery("__mxd_e_side", copy=False))
             .join(
@@ -453,6 +462,28 @@ class Compare:
                 copy=False,
             )
         )
+
+    def _moved(self, both: exp.Expr) -> list[exp.Expr]:
+        if not self.fields:
+            return []
+        assert self.field_of is not None
+        return [
+            alias(
+                sum_if(
+                    exp.and_(
+                        both.copy(),
+                        self._differs(),
+                        exp.NullSafeNEQ(
+                            this=self.field_of(col(_FE), name),
+                            expression=self.field_of(col(_FC), name),
+                        ),
+                        copy=False,
+                    )
+                ),
+                f"__mxd_moved{n}",
+            )
+            for n, name in enumerate(self.fields)
+        ]
 
     def to_compute(self, after: Sequence[object] | None = None) -> exp.Select | None:
         """New and stale rows (every expected column, plus ``__mxd_change``), ordered by

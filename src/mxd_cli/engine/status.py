@@ -174,6 +174,10 @@ def _stale_causes(session: Session, node: FeatureNode, increment: Increment) -> 
     changed since the stored row was written (upstream tables are append-only, so the row
     that was current then is still there)."""
     stale_count = increment.counts["stale"]
+    if increment.moved_fields is not None:  # (a root's: found by the counts query itself)
+        found = increment.moved_fields
+        fields = f" (fields: {', '.join(found)})" if found else ""
+        return [f"{_plural(stale_count, 'sample')} changed{fields}"]
     rows = increment.compare.to_compute()
     own = session.locate(node.key, own=True)
     if rows is None or own is None:
@@ -410,5 +414,6 @@ def assess(
         samples=None if staged is None else staged.source,
         restrict=restriction,
         baseline=None if state is None else baseline_of(saved, state),
+        explain=True,
     )
     return Assessment(dict(increment.counts), increment)
