@@ -237,10 +237,24 @@ def resolve(
             where=None if condition is None else condition.copy(),
             name="__mxd_o",
         )
+
+        def own_where(chosen: exp.Expr, whole: TableSource = whole) -> exp.Select:
+            # (Every row of the chosen samples, by key, then their latest: not the latest
+            # row of every sample of the table, all columns wide, then a filter.)
+            rows = narrowed(whole, list(whole.schema.names), chosen, None)
+            return current_rows(
+                rows,
+                node.spec.id_columns,
+                version,
+                list(whole.schema.names),
+                where=None if condition is None else condition.copy(),
+                name="__mxd_ow",
+            )
+
     fields = tuple(f.key.struct_key for f in node.spec.fields) if explaining else ()
     compare = Compare(
         tuple(skey), query, current, own_rows, full=full, fields=fields,
-        field_of=session.engine.field,
+        field_of=session.engine.field, own_where=None if own is None else own_where,
     )  # fmt: skip
     row = session.engine.rows(compare.counts())[0]
     counts = {name: int(value or 0) for name, value in zip(COUNTS, row[: len(COUNTS)], strict=True)}

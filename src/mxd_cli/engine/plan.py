@@ -407,6 +407,9 @@ class Compare:
     #: then carry provenance by field), and how the engine reads a struct's field.
     fields: tuple[str, ...] = ()
     field_of: Callable[[exp.Expr, str], exp.Expr] | None = None
+    #: The current rows (every column) of the samples a condition selects, found by their
+    #: keys first: what ``orphans`` reads instead of every current row of the table.
+    own_where: Callable[[exp.Expr], exp.Select] | None = None
 
     def _sides(self) -> tuple[exp.Select, exp.Select]:
         assert self.expected is not None and self.current is not None
@@ -534,11 +537,10 @@ class Compare:
                 join_type="left anti",
             )
         )
-        return (
-            exp.select("*")
-            .from_(self.own.subquery("__mxd_own", copy=False))
-            .where(in_keys(keys, gone.subquery("__mxd_gone", copy=False)))
-        )
+        chosen = in_keys(keys, gone.subquery("__mxd_gone", copy=False))
+        if self.own_where is not None:
+            return self.own_where(chosen)
+        return exp.select("*").from_(self.own.subquery("__mxd_own", copy=False)).where(chosen)
 
 
 def _after(keys: Sequence[str], values: Sequence[object]) -> exp.Expr:
