@@ -178,7 +178,7 @@ def resolve(
         # Counted, streamed and diffed: computed (joined, hashed) once.
         query = exp.select("*").from_(session.keep(key, query, "__mxd_expected"))
     own = session.locate(key, own=True)
-    current = own_rows = children = None
+    current = children = None
     explaining = False
     if own is not None:
         table = own
@@ -229,32 +229,21 @@ def resolve(
                 .from_(current.subquery("__mxd_children", copy=False))
                 .group_by(*(col(k) for k in skey), copy=False)
             )
-        own_rows = current_rows(
-            whole,
-            node.spec.id_columns,
-            version,
-            list(whole.schema.names),
-            where=None if condition is None else condition.copy(),
-            name="__mxd_o",
-        )
 
-        def own_where(chosen: exp.Expr, whole: TableSource = whole) -> exp.Select:
-            # (Every row of the chosen samples, by key, then their latest: not the latest
-            # row of every sample of the table, all columns wide, then a filter.)
-            rows = narrowed(whole, list(whole.schema.names), chosen, None)
+        def own_rows(chosen: exp.Expr | None, whole: TableSource = whole) -> exp.Select:
+            # Chosen samples: their rows found by key first, then the latest of them (not
+            # the latest row of every sample of the table, all columns wide, then a filter).
+            names = list(whole.schema.names)
+            rows = whole if chosen is None else narrowed(whole, names, chosen, None)
+            where = None if condition is None else condition.copy()
             return current_rows(
-                rows,
-                node.spec.id_columns,
-                version,
-                list(whole.schema.names),
-                where=None if condition is None else condition.copy(),
-                name="__mxd_ow",
+                rows, node.spec.id_columns, version, names, where=where, name="__mxd_o"
             )
 
     fields = tuple(f.key.struct_key for f in node.spec.fields) if explaining else ()
     compare = Compare(
-        tuple(skey), query, current, own_rows, full=full, fields=fields,
-        field_of=session.engine.field, own_where=None if own is None else own_where,
+        tuple(skey), query, current, None if own is None else own_rows, full=full,
+        fields=fields, field_of=session.engine.field,
     )  # fmt: skip
     row = session.engine.rows(compare.counts())[0]
     counts = {name: int(value or 0) for name, value in zip(COUNTS, row[: len(COUNTS)], strict=True)}

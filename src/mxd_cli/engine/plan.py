@@ -401,15 +401,14 @@ class Compare:
     key: tuple[str, ...]
     expected: exp.Select | None  # expected rows (all columns)
     current: exp.Select | None  # current samples: key columns and provenance
-    own: exp.Select | None  # current rows, every column (for tombstones)
+    #: Current rows, every column (for tombstones), of the samples a condition selects
+    #: (None: of every sample).
+    own: Callable[[exp.Expr | None], exp.Select] | None
     full: bool = False  # every stored sample counts as stale
     #: Fields whose provenance the counts also compare among stale samples (both sides
     #: then carry provenance by field), and how the engine reads a struct's field.
     fields: tuple[str, ...] = ()
     field_of: Callable[[exp.Expr, str], exp.Expr] | None = None
-    #: The current rows (every column) of the samples a condition selects, found by their
-    #: keys first: what ``orphans`` reads instead of every current row of the table.
-    own_where: Callable[[exp.Expr], exp.Select] | None = None
 
     def _sides(self) -> tuple[exp.Select, exp.Select]:
         assert self.expected is not None and self.current is not None
@@ -525,7 +524,7 @@ class Compare:
         if self.current is None or self.own is None:
             return None
         if self.expected is None:
-            return exp.select("*").from_(self.own.subquery("__mxd_own", copy=False))
+            return self.own(None)
         keys = list(self.key)
         expected, current = self._sides()
         gone = (
@@ -537,10 +536,7 @@ class Compare:
                 join_type="left anti",
             )
         )
-        chosen = in_keys(keys, gone.subquery("__mxd_gone", copy=False))
-        if self.own_where is not None:
-            return self.own_where(chosen)
-        return exp.select("*").from_(self.own.subquery("__mxd_own", copy=False)).where(chosen)
+        return self.own(in_keys(keys, gone.subquery("__mxd_gone", copy=False)))
 
 
 def _after(keys: Sequence[str], values: Sequence[object]) -> exp.Expr:
