@@ -21,16 +21,23 @@ BACKENDS = ["duckdb", "delta"]
 
 
 def fresh_quickstart(dest: Path, backend: str) -> Path:
-    """A copy of examples/quickstart at ``dest`` whose store uses ``backend`` (not written)."""
+    """A copy of examples/quickstart at ``dest`` whose stores (``dev``, and ``branch`` over
+    it) use ``backend`` (not written)."""
     shutil.copytree(EXAMPLES / "quickstart", dest, ignore=shutil.ignore_patterns(".mxd"))
     if backend == "delta":
-        config = dest / "metaxy.toml"
-        config.write_text(
-            config.read_text()
-            .replace('type = "duckdb"', 'type = "delta"')
-            .replace('database = ".mxd/dev.duckdb"', 'root_path = ".mxd/delta"')
-        )
+        on_delta(dest)
     return dest
+
+
+def on_delta(root: Path) -> None:
+    """Turn the quickstart copy at ``root`` to Delta stores (``dev`` and ``branch``)."""
+    config = root / "metaxy.toml"
+    config.write_text(
+        config.read_text()
+        .replace('type = "duckdb"', 'type = "delta"')
+        .replace('database = ".mxd/dev.duckdb"', 'root_path = ".mxd/delta"')
+        .replace('database = ".mxd/branch.duckdb"', 'root_path = ".mxd/branch-delta"')
+    )
 
 
 def written_quickstart(dest: Path, backend: str) -> Path:

@@ -434,6 +434,17 @@ def test_fallback_cycle(tmp_path: Path) -> None:
         load(tmp_path, text)
 
 
+def test_a_fallback_must_hash_like_the_store_falling_back_to_it(tmp_path: Path) -> None:
+    text = DUCKDB_DEV + 'fallback_stores = ["prod"]\n[stores.prod]\ntype = "duckdb"\n'
+    text += 'config.database = "p.duckdb"\nconfig.hash_algorithm = "md5"\n'
+    with pytest.raises(
+        ConfigError,
+        match="store 'dev' hashes with xxhash32 but falls back to 'prod', which hashes with md5",
+    ) as info:
+        load(tmp_path, text)
+    assert info.value.hint == "every store of a fallback chain must use the same hash_algorithm"
+
+
 def test_fallback_stores_must_be_strings(tmp_path: Path) -> None:
     text = '[stores.dev]\ntype = "duckdb"\nconfig.fallback_stores = "prod"\n'
     with pytest.raises(

@@ -6,7 +6,7 @@ dataclasses) that the CLI renders as tables or JSON.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -132,18 +132,33 @@ def _opened(
 
     config = project.config.store_config(store)
     _warn_about(config)
-    target = open_store(config, read_only=read_only)
-    fallbacks = []
+    with open_store(config, read_only=read_only) as target, _fallbacks(project, config) as found:
+        yield target, found
+
+
+@contextmanager
+def _fallbacks(project: Project, config: Any) -> Iterator[list[Any]]:
+    """The fallback stores of ``config``, opened read-only in the order a feature is looked
+    for in them: each fallback, then its own fallbacks (as Metaxy reads a chain), once each."""
+    from mxd_cli.store import open_store
+
+    names: list[str] = []
+
+    def chain(of: Any) -> None:
+        for name in of.fallback_stores:
+            if name != config.name and name not in names:
+                names.append(name)
+                chain(project.config.store_config(name))
+
+    chain(config)
+    opened: list[Any] = []
     try:
-        fallbacks = [
-            open_store(project.config.store_config(name), read_only=True)
-            for name in config.fallback_stores
-        ]
-        yield target, fallbacks
+        for name in names:
+            opened.append(open_store(project.config.store_config(name), read_only=True))
+        yield opened
     finally:
-        target.close()
-        for fb in fallbacks:
-            fb.close()
+        for store in opened:
+            store.close()
 
 
 @contextmanager
@@ -285,19 +300,15 @@ def status(
     spec = RestrictionSpec(tuple(filters))
     with _opened(project, store, read_only=True) as (target, fallbacks):
         session = _session(project, target, fallbacks, config)
-        checkpoints = Checkpoints(target, project.config.project)
-        restrictions = (
-            Restrictions(spec, project.graph, lambda k: session.locate(k, own=True))
-            if spec
-            else None
-        )
+        checkpoints = Checkpoints(target, project.config.project, fallbacks)
+        restrictions = Restrictions(spec, project.graph, session.locate) if spec else None
         if restrictions is not None:
             _restrict_upstreams(project, session, restrictions, keys)
         for key in keys:
             node = project.graph[key]
             asset = project.registry.assets.get(key)
             if node.is_root and asset is None:
-                own = session.locate(key, own=True)
+                own = session.locate(key)
                 stored = 0
                 if own is not None:
                     from mxd_cli.engine.observation import content_of
@@ -342,11 +353,11 @@ def status(
             )
         for key in keys:
             result = results[key]
-            result.source = _source_of(session, key, config.name)
-            if result.source not in (None, config.name):
-                result.causes.append(
-                    f"rows served by fallback store {result.source!r} (none of its own here yet)"
-                )
+            holder = session.holder(key)
+            result.source = None if holder is None else str(holder.name)
+            served = session.served_by(key)
+            if served is not None:
+                result.causes.insert(0, _served_cause(served.name, result.pending))
     if unrelated and len(unrelated) == len(keys):
         raise unrelated[0]  # the restriction relates to no selected feature: a mistake
     return {
@@ -356,13 +367,11 @@ def status(
     }
 
 
-def _source_of(session: Any, key: Any, target: str) -> str | None:
-    """Where a feature's rows are read from: the target store, the fallback that holds
-    them (a branch store's upstreams), or nowhere."""
-    if session.locate(key, own=True) is not None:
-        return target
-    holder = session.holder(key)
-    return None if holder is None else str(holder.name)
+def _served_cause(fallback: str, pending: bool) -> str:
+    """Why a feature's rows come from a fallback store, and what a run does about it."""
+    if not pending:
+        return f"served by fallback store {fallback!r}"
+    return f"served by fallback store {fallback!r}: a run takes its current rows here first"
 
 
 def _restrict_upstreams(
@@ -378,7 +387,7 @@ def _restrict_upstreams(
     selected = set(keys)
     ancestors = {u for k in keys for u in project.graph.upstream_closure(k)} - selected
     for key in (k for k in project.graph.order if k in ancestors):
-        stored = session.locate(key, own=True)
+        stored = session.locate(key)
         if stored is None:
             continue
         with contextlib.suppress(FilterError):
@@ -503,25 +512,59 @@ def delete(
             project.graph, project.versions, on, parsed, mode=mode, cascade=cascade
         )
 
+    reached = set(keys) | (
+        {d for k in keys for d in project.graph.downstream_closure(k)} if cascade else set()
+    )
     # Filters are checked (and a dry run planned) on a read-only store: nothing can change.
-    with open_store(config, read_only=True) as reader, reader.session():
-        parsed = {k: parse_feature_filters(project.graph[k], filters, reader) for k in keys}
-        if dry_run:
-            preview = plan(reader, parsed)
+    # A branch deletes from rows of its own: features a fallback serves are taken into it
+    # first (in an overlay of the engine here; for real below, when the delete reaches them).
+    with (
+        open_store(config, read_only=True) as reader,
+        _fallbacks(project, config) as fallbacks,
+        reader.session(),
+    ):
+        session = _session(project, reader, fallbacks, config)
+        served = {k: s for k in sorted(reached) if (s := session.served_by(k)) is not None}
+        parsed = {
+            k: parse_feature_filters(project.graph[k], filters, served.get(k, reader)) for k in keys
+        }
+        adopted: dict[Any, int] = {}
+        if dry_run or served:
+            on = reader
+            if served:
+                from mxd_cli.store.overlay import OverlayStore
+
+                on = OverlayStore(reader)
+                overlay = _session(project, on, fallbacks, config)
+                adopted = {k: overlay.adopt(k) for k in served}
+            preview = plan(on, parsed)
     if dry_run:
         results = [
             DeletionResult(f.feature, f.matched, 0, f.physical_rows if hard else f.current)
             for f in preview.features
         ]
-        return _deletion_report(config.name, preview, results, dry_run=True)
-    with open_store(config) as target, _writer(target, "mxd delete", wait), target.session():
+        return _deletion_report(config.name, preview, results, dry_run=True, adopted=adopted)
+    taken = {f.feature for f in preview.features if f.matched} if served else set()
+    with (
+        open_store(config) as target,
+        _writer(target, "mxd delete", wait),
+        target.session(),
+        _fallbacks(project, config) as fallbacks,
+    ):
+        session = _session(project, target, fallbacks, config)
+        adopted = {k: session.adopt(k) for k in sorted(taken) if session.served_by(k)}
         chosen = plan(target, parsed)
         results = execute_deletion(chosen, target, project.versions)
-    return _deletion_report(config.name, chosen, results, dry_run=False)
+    return _deletion_report(config.name, chosen, results, dry_run=False, adopted=adopted)
 
 
 def _deletion_report(
-    store: str, plan: Any, results: Sequence[Any], *, dry_run: bool
+    store: str,
+    plan: Any,
+    results: Sequence[Any],
+    *,
+    dry_run: bool,
+    adopted: Mapping[Any, int] | None = None,
 ) -> dict[str, Any]:
     features = []
     for item, result in zip(plan.features, results, strict=True):
@@ -533,6 +576,7 @@ def _deletion_report(
                 "rows": result.rows,
                 "cascade_from": [str(k) for k in item.cascade_from],
                 "targeted": item.targeted,
+                "adopted": (adopted or {}).get(item.feature, 0),
             }
         )
     return {
@@ -574,7 +618,7 @@ def content(
         session = _session(project, source, fallbacks, config)
         for key in keys:
             where = None
-            own = session.locate(key, own=True)
+            own = session.locate(key)
             if partition is not None and own is not None and partition[0] in own.schema.names:
                 where = exp.cast(col(partition[0]), "VARCHAR").eq(lit(partition[1]))
             found = content_of(session, project.graph[key], where)
@@ -655,7 +699,7 @@ def observe(
     name = project.config.project
     with _opened(project, store, read_only=True) as (source, fallbacks):
         session = _session(project, source, fallbacks, config)
-        checkpoints = Checkpoints(source, name)
+        checkpoints = Checkpoints(source, name, fallbacks)
         before = previous_observations(source, name, keys)
         seen = [
             observe_feature(

@@ -603,6 +603,16 @@ def _check_fallbacks(stores: Mapping[str, StoreConfig], where: Callable[..., str
                     hint=_choose_hint(fallback, tuple(stores), "configured stores"),
                     location=where(*key),
                 )
+            theirs = stores[fallback].hash_algorithm
+            if theirs != store.hash_algorithm:
+                # Provenance hashed one way never equals the other's: every sample served
+                # by the fallback would read as stale (Metaxy refuses such a chain too).
+                raise ConfigError(
+                    f"store '{store.name}' hashes with {store.hash_algorithm} but falls back "
+                    f"to '{fallback}', which hashes with {theirs}",
+                    hint="every store of a fallback chain must use the same hash_algorithm",
+                    location=where(*key),
+                )
         # A store must not end up reading from itself through a chain of fallbacks.
         seen, todo = set(), list(store.fallback_stores)
         while todo:

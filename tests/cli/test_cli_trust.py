@@ -208,7 +208,7 @@ def test_list_takes_positional_selectors(quickstart: Path) -> None:
     same = json.loads(mxd("--json", "list", "features", "shop/pricing+", cwd=quickstart).stdout)
     assert same == listed
     stores = json.loads(mxd("--json", "list", "stores", cwd=quickstart).stdout)
-    assert [s["name"] for s in stores["stores"]] == ["dev", "spark"]
+    assert [s["name"] for s in stores["stores"]] == ["dev", "branch", "spark"]
 
 
 # ---- tables that fit ---------------------------------------------------------------------

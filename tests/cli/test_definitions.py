@@ -70,9 +70,11 @@ def test_list_selection_and_stores(quickstart: Path) -> None:
     stores = json.loads(mxd("list", "stores", "--json", cwd=quickstart).stdout)["stores"]
     assert [(s["name"], s["type"], s["default"]) for s in stores] == [
         ("dev", "duckdb", True),
+        ("branch", "duckdb", False),
         ("spark", "spark", False),
     ]
     assert stores[0]["options"]["database"] == str(quickstart / ".mxd" / "dev.duckdb")
+    assert stores[1]["fallback_stores"] == ["dev"]
 
 
 def test_graph_formats(quickstart: Path) -> None:

@@ -177,7 +177,7 @@ def resolve(
     if query is not None and not node.is_root:
         # Counted, streamed and diffed: computed (joined, hashed) once.
         query = exp.select("*").from_(session.keep(key, query, "__mxd_expected"))
-    own = session.locate(key, own=True)
+    own = session.locate(key)
     current = children = None
     explaining = False
     if own is not None:
@@ -278,7 +278,7 @@ def stored_rows(session: Session, node: FeatureNode) -> int | None:
     """Current physical rows of an expansion's table (None: not an expansion)."""
     if not expands(node):
         return None
-    own = session.locate(node.key, own=True)
+    own = session.locate(node.key)
     if own is None:
         return 0
     version = session.feature_version(node.key)
@@ -362,7 +362,7 @@ def _stored_before(
     touched: exp.Expr,
 ) -> int:
     """How many touched samples the feature held at the baseline."""
-    own = session.locate(node.key, own=True)
+    own = session.locate(node.key)
     if own is None or baseline.own == "":  # ("": the table did not exist then)
         return 0
     before = session.store.rows_before(node.key.parts, baseline.own)

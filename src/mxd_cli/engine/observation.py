@@ -82,7 +82,7 @@ class Content:
 def content_of(session: Session, node: FeatureNode, where: exp.Expr | None = None) -> Content:
     """Row count, data versions and last write of a feature (one aggregate in the engine
     over its current rows, one over its history); ``where`` narrows both (a partition)."""
-    own = session.locate(node.key, own=True)
+    own = session.locate(node.key)
     if own is None:
         return Content(0, EMPTY, _render(0, 0, 0, 0), None)
     engine = session.engine
@@ -150,7 +150,7 @@ def content_of(session: Session, node: FeatureNode, where: exp.Expr | None = Non
 
 def samples_of(session: Session, node: FeatureNode, where: exp.Expr | None = None) -> int | None:
     """Distinct sample keys among an expansion's current rows (None: one row per sample)."""
-    own = session.locate(node.key, own=True)
+    own = session.locate(node.key)
     if not expands(node) or own is None:
         return None
     columns = [
@@ -190,6 +190,7 @@ class Observation:
     changed: bool = False
     previous_fingerprint: str | None = None
     write_mark: str | None = None
+    source: str | None = None  # the store its rows are read from (None: no store has any)
 
     def with_previous(self, previous: str | None) -> Observation:
         """This observation compared with the previous fingerprint (None: first one)."""
@@ -197,16 +198,7 @@ class Observation:
             changed = self.content.rows > 0
         else:
             changed = previous != self.content.fingerprint
-        return Observation(
-            self.feature,
-            self.feature_version,
-            self.content,
-            self.behind,
-            self.error,
-            changed,
-            previous,
-            self.write_mark,
-        )
+        return replace(self, changed=changed, previous_fingerprint=previous)
 
     def to_json(self) -> dict[str, Any]:
         last = self.content.last_written_at
@@ -223,6 +215,7 @@ class Observation:
             "feature_version": self.feature_version,
             "behind": dict(self.behind),
             "error": self.error,
+            "source": self.source,
         }
 
 
@@ -239,7 +232,13 @@ def observe_feature(
     table's write mark is the one ``previous`` recorded, its content is taken from there."""
     from mxd_cli.engine.status import assess
 
+    holder = session.holder(node.key)
+    source = None if holder is None else holder.name
     mark = session.store.write_mark(node.key.parts)
+    served = session.served_by(node.key)
+    if served is not None:  # (its content is the fallback's: so is the mark it is kept by)
+        theirs = served.write_mark(node.key.parts)
+        mark = None if theirs is None else f"{served.name}:{theirs}"
     version = session.feature_version(node.key)
     if (
         previous is not None
@@ -255,9 +254,11 @@ def observe_feature(
         try:
             found = assess(session, node, asset, checkpoints, project_dir=project_dir)
         except AssetError as err:
-            return Observation(node.key, version, content, error=str(err), write_mark=mark)
+            return Observation(
+                node.key, version, content, error=str(err), write_mark=mark, source=source
+            )
         behind = {k: found.counts[k] for k in _BEHIND}
-    return Observation(node.key, version, content, behind, write_mark=mark)
+    return Observation(node.key, version, content, behind, write_mark=mark, source=source)
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,8 @@ class FeatureResult:
     written: int = 0  # samples whose rows were written
     deleted: int = 0  # samples soft-deleted (orphans)
     rows: int = 0  # physical rows written (an expansion writes several per sample)
+    source: str | None = None  # the fallback store serving the feature (None: the store's)
+    adopted: int = 0  # rows taken from that fallback before changing the feature here
     seconds: float = 0.0
     error: str | None = None
     note: str | None = None

@@ -109,7 +109,7 @@ def stage_samples(
     """
     engine = session.engine
     ids = list(node.spec.id_columns)
-    own = session.locate(node.key, own=True)
+    own = session.locate(node.key)
     stored_ids = (
         None if own is None else {k: own.schema.field(k).type for k in ids if k in own.schema.names}
     )

@@ -76,14 +76,10 @@ class Run:
             config=store_config,
             options=options,
             run_id=run_id or new_run_id(),
-            checkpoints=Checkpoints(store, project.config.project),
+            checkpoints=Checkpoints(store, project.config.project, fallbacks),
             listener=listener or Quiet(),
             should_stop=should_stop,
-            restrictions=(
-                Restrictions(spec, project.graph, lambda k: session.locate(k, own=True))
-                if spec
-                else None
-            ),
+            restrictions=(Restrictions(spec, project.graph, session.locate) if spec else None),
         )
         self.results: dict[FeatureKey, FeatureResult] = {}
         self.log = logging.getLogger("mxd.run")
@@ -204,7 +200,7 @@ class Run:
         related = 0
         for key in (k for k in self.graph.order if k in wanted):
             node = self.graph[key]
-            stored = session.locate(key, own=True)
+            stored = session.locate(key)
             types = self._known_types(key, outputs, stage=key in selected)
             if types is None:
                 continue
@@ -249,7 +245,7 @@ class Run:
                     return None
                 self.context.staged[key] = staged
                 return types_of(staged.source.schema)
-            source = session.locate(key, own=True)
+            source = session.locate(key)
             return None if source is None else types_of(source.schema)
         types: dict[str, object] = {}
         for dep in node.spec.deps:

@@ -180,12 +180,39 @@ def close_dead_runs(store: MetadataStore, project: str) -> list[str]:
 
 
 class Checkpoints:
-    """The last complete state of each feature, by feature key string."""
+    """The last complete state of each feature, by feature key string; ``fallbacks``:
+    the fallback stores, whose checkpoints settle the features they serve."""
 
-    def __init__(self, store: MetadataStore, project: str) -> None:
+    def __init__(
+        self, store: MetadataStore, project: str, fallbacks: Sequence[MetadataStore] = ()
+    ) -> None:
         self.store = store
         self.project = project
+        self.fallbacks = {f.name: f for f in fallbacks}
         self._loaded: dict[str, tuple[str, int]] | None = None
+        self._theirs: dict[str, Checkpoints] = {}
+
+    def holds(self, feature: str, state: str | None) -> int | None:
+        """The samples stored at the feature's checkpoint when it holds for ``state`` —
+        nothing the feature depends on moved since — else None. A feature served by a
+        fallback store holds when that store's own checkpoint does, as it saw the state
+        (its own table's mark where ours names it as ``served``)."""
+        if state is None:
+            return None
+        saved = self.get(feature)
+        if saved is not None and saved[0] == state:
+            return saved[1]
+        marks = json.loads(state)
+        served = marks.pop("served", None)
+        if served is None or served[0] not in self.fallbacks:
+            return None
+        marks["own"] = served[1]
+        if served[0] not in self._theirs:
+            self._theirs[served[0]] = Checkpoints(self.fallbacks[served[0]], self.project)
+        theirs = self._theirs[served[0]].get(feature)
+        if theirs is not None and theirs[0] == json.dumps(marks, sort_keys=True):
+            return theirs[1]
+        return None
 
     def get(self, feature: str) -> tuple[str, int] | None:
         """(state, stored count) of the feature's last complete run, or None."""

@@ -1,9 +1,17 @@
 """A session: one project, its target store and fallbacks, and one SQL engine for them.
 
 Every command works through a session. It knows where each feature's table is — the
-target store, or for upstreams the first fallback store that has it, attached to the
-target's engine so one query can join across them — and what each table holds (schema,
-write mark). Increments are resolved through it (:mod:`mxd_cli.engine.increment`).
+target store, or else the first fallback store that has it, attached to the target's
+engine so one query can join across them — and what each table holds (schema, write
+mark). Increments are resolved through it (:mod:`mxd_cli.engine.increment`).
+
+**Served features.** A feature the target store does not hold, but a fallback does, is
+*served* by that fallback: its increment is measured against the fallback's rows, so a
+fresh branch store over prod finds nothing to do where nothing differs, and reads (by
+mxd, and by Metaxy, which falls back per feature) see prod's complete table. When the
+branch must change such a feature, it first *adopts* it (:meth:`Session.adopt`): the
+fallback's current rows are copied into the target in one commit, and from then on the
+feature is the target's own, complete table, as Metaxy expects a feature table to be.
 
 Example::
 
@@ -49,9 +57,10 @@ class Session:
         self.hashing = hashing
         self.project = project
         self._bindings: list[Binding] | None = None
-        self._sources: dict[tuple[FeatureKey, bool], TableSource | None] = {}
+        self._sources: dict[FeatureKey, TableSource | None] = {}
         self._holder: dict[FeatureKey, MetadataStore | None] = {}
         self._kept: dict[FeatureKey, list[exp.Table]] = {}
+        self._adopted: set[FeatureKey] = set()
 
     @property
     def engine(self) -> SqlEngine:
@@ -68,18 +77,16 @@ class Session:
             self._bindings = bindings
         return self._bindings
 
-    def locate(
-        self, key: FeatureKey, *, own: bool = False, side: bool = False
-    ) -> TableSource | None:
-        """Where ``key``'s table is, for reading it as an upstream (the target store, else
-        the first fallback that has it) or as the feature itself (``own``: the target
-        store only; a feature only a fallback holds still has to be written here).
-        ``side``: probe on a cursor of its own (while a stream of the engine is open)."""
-        slot = (key, own)
-        if slot not in self._sources:
+    def locate(self, key: FeatureKey, *, side: bool = False) -> TableSource | None:
+        """Where ``key``'s rows are — for reading it as an upstream and for measuring its
+        own increment alike: the target store's table, else the first fallback's that has
+        it (a served feature), unless the feature was adopted here. ``side``: probe on a
+        cursor of its own (while a stream of the engine is open)."""
+        if key not in self._sources:
             found: TableSource | None = None
             holder: MetadataStore | None = None
-            for store, ref in self._bound()[: 1 if own else None]:
+            bound = self._bound()
+            for store, ref in bound[: 1 if key in self._adopted else None]:
                 table = ref(key.parts)
                 if table is not None:
                     probe = exp.select("*").from_(table).limit(0)
@@ -89,15 +96,43 @@ class Session:
                     found = TableSource(table, schema, store.name, row_ids=addressable)
                     holder = store
                     break
-            self._sources[slot] = found
-            if not own:
-                self._holder[key] = holder
-        return self._sources[slot]
+            self._sources[key] = found
+            self._holder[key] = holder
+        return self._sources[key]
 
     def holder(self, key: FeatureKey) -> MetadataStore | None:
-        """The store an upstream's rows come from (None: no store has it)."""
+        """The store a feature's rows come from (None: no store has it)."""
         self.locate(key)
         return self._holder.get(key)
+
+    def served_by(self, key: FeatureKey) -> MetadataStore | None:
+        """The fallback store serving ``key`` (the target holds none of it), else None."""
+        holder = self.holder(key)
+        if holder is None or holder is self.store or key in self._adopted:
+            return None
+        return holder
+
+    def adopt(self, key: FeatureKey) -> int:
+        """Copy the rows of the fallback serving ``key`` into the target store (one
+        commit), which holds the feature from then on; returns the rows copied.
+
+        The latest row of each sample under each feature version is copied, tombstones
+        included: what any feature version reads as current stays the same here (a code
+        version flipped back finds its old rows), without the fallback's whole history."""
+        from mxd_cli.store import columns as c
+        from mxd_cli.store.base import latest_rows
+
+        source = self.locate(key)
+        assert source is not None and self.served_by(key) is not None
+        names = list(source.schema.names)
+        ids = list(self.graph[key].spec.id_columns)
+        if c.FEATURE_VERSION in names:
+            ids.append(c.FEATURE_VERSION)
+        rows = latest_rows(source.ref, ids, names, include_deleted=True)
+        copied = self.store.append_query(key.parts, rows)
+        self._adopted.add(key)
+        self.forget(key)
+        return copied
 
     def current(
         self,
@@ -154,8 +189,7 @@ class Session:
         for table in self._kept.pop(key, []):
             self.engine.drop(table)
         self.store.refresh(key.parts)
-        for slot in [s for s in self._sources if s[0] == key]:
-            del self._sources[slot]
+        self._sources.pop(key, None)
         self._holder.pop(key, None)
 
     def rebind(self) -> None:

@@ -117,7 +117,7 @@ def feature_status(
 
 
 def _older_rows(session: Session, node: FeatureNode, version: str) -> int:
-    own = session.locate(node.key, own=True)
+    own = session.locate(node.key)
     if own is None or c.FEATURE_VERSION not in own.schema.names:
         return 0
     older = (
@@ -130,7 +130,7 @@ def _older_rows(session: Session, node: FeatureNode, version: str) -> int:
 
 def _version_change(session: Session, node: FeatureNode, feature_version: str) -> list[str]:
     """Why the feature version moved, from the last recorded snapshot of another version."""
-    snapshots = session.store.scan(FEATURE_VERSIONS)
+    snapshots = (session.holder(node.key) or session.store).scan(FEATURE_VERSIONS)
     previous: dict[str, Any] | None = None
     if snapshots is not None:
         rows = (
@@ -179,7 +179,7 @@ def _stale_causes(session: Session, node: FeatureNode, increment: Increment) -> 
         fields = f" (fields: {', '.join(found)})" if found else ""
         return [f"{_plural(stale_count, 'sample')} changed{fields}"]
     rows = increment.compare.to_compute()
-    own = session.locate(node.key, own=True)
+    own = session.locate(node.key)
     if rows is None or own is None:
         return [f"{_plural(stale_count, 'sample')} changed"]
     keys = list(increment.key_columns)
@@ -376,15 +376,15 @@ def assess(
     key = node.key
     ctx = AssetContext(key, run_id="status", project_dir=project_dir)
     state = None if restrictions is not None else checkpoint_state(session, node, asset, ctx)
+    held = checkpoints.holds(str(key), state)
+    if held is not None:
+        return Assessment(ZERO | {"stored": held, "unchanged": held}, None)
     saved = checkpoints.get(str(key))
-    if state is not None and saved is not None and saved[0] == state:
-        stored = int(saved[1])
-        return Assessment(ZERO | {"stored": stored, "unchanged": stored}, None)
     staged = None
     if node.is_root:
-        # Against a store without the feature's table every sample is new: counting them
+        # Against stores without the feature's table every sample is new: counting them
         # needs their checked ids, not their provenance.
-        bare = restrictions is None and session.locate(key, own=True) is None
+        bare = restrictions is None and session.locate(key) is None
         staged = stage_root_samples(session, node, asset, ctx, ids_only=bare)
     restriction = None
     if restrictions is not None:
@@ -406,7 +406,7 @@ def assess(
                 )
             )
         restriction = restrictions.compile(
-            node, types, session.locate(key, own=True), session.feature_version(key)
+            node, types, session.locate(key), session.feature_version(key)
         )
     increment = resolve(
         session,

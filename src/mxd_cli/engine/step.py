@@ -137,26 +137,40 @@ class FeatureStep:
         run, node, asset = self.run, self.node, self.asset
         options = run.options
         state = self.state()
-        saved = run.checkpoints.get(str(self.key))
-        if state is not None and saved is not None and saved[0] == state:
-            res.status, res.unchanged = "up_to_date", saved[1]
+        served = run.session.served_by(self.key)
+        if served is not None:
+            res.source, res.note = served.name, f"served by fallback store {served.name!r}"
+        held = run.checkpoints.holds(str(self.key), state)
+        if held is not None:
+            res.status, res.unchanged = "up_to_date", held
             return
         staged = run.root_samples(node, asset) if node.is_root else None
-        restriction = self.restriction(staged)
+        saved = run.checkpoints.get(str(self.key))
         baseline = baseline_of(saved, state) if state is not None else None
-        self._resolve: Callable[[], Increment] = lambda: resolve(
-            run.session,
-            self.key,
-            samples=None if staged is None else staged.source,
-            restrict=restriction,
-            full=options.full,
-            baseline=baseline,
-        )
+
+        def resolved() -> Increment:
+            return resolve(
+                run.session,
+                self.key,
+                samples=None if staged is None else staged.source,
+                restrict=self.restriction(staged),
+                full=options.full,
+                baseline=baseline,
+            )
+
+        self._resolve: Callable[[], Increment] = resolved
         increment = self._resolve()
         counts = increment.counts
         res.new, res.stale = counts["new"], counts["stale"]
         res.orphaned, res.unchanged = counts["orphaned"], counts["unchanged"]
         self.guard_mass_delete(counts)
+        if served is not None and increment.pending:
+            # The branch changes a feature its fallback serves: it takes the fallback's
+            # current rows first, then changes them like a feature it always held.
+            res.adopted = run.session.adopt(self.key)
+            res.note = f"took {res.adopted} rows from fallback store {served.name!r}"
+            increment = self._resolve()
+            counts = increment.counts
         writer = FeatureWriter(
             run.store,
             node,
@@ -178,7 +192,7 @@ class FeatureStep:
         if counts["orphaned"] and not options.keep_orphans:
             gone = increment.compare.orphans()
             if gone is not None:
-                own = run.session.locate(self.key, own=True)
+                own = run.session.locate(self.key)
                 columns = [] if own is None else list(own.schema.names)
                 tombstones = writer.soft_delete_query(gone, columns)
                 # (An expansion tombstones every child of each orphaned sample.)
@@ -200,7 +214,7 @@ class FeatureStep:
         if query is None:
             return
         staged = increment.columns
-        own = self.run.session.locate(self.key, own=True)
+        own = self.run.session.locate(self.key)
         if own is not None and self.node.is_root:
             writer.check_types(
                 self.run.session.engine.arrow(
@@ -417,7 +431,7 @@ class FeatureStep:
 
     def samples_written(self, key: Sequence[str]) -> int:
         """Samples of this run's rows in the feature's table (``key``: the sample key)."""
-        own = self.run.session.locate(self.key, own=True)
+        own = self.run.session.locate(self.key)
         if own is None:
             return 0
         written = (
@@ -475,7 +489,7 @@ class FeatureStep:
         return run.restrictions.compile(
             self.node,
             types,
-            session.locate(self.key, own=True),
+            session.locate(self.key),
             session.feature_version(self.key),
             rows,
         )
@@ -538,6 +552,11 @@ def checkpoint_state(
         marks[str(up)] = None if holder is None else [holder.name, holder.write_mark(up.parts)]
         if holder is not None and marks[str(up)][1] is None:
             return None
+    served = session.served_by(node.key)
+    if served is not None:
+        marks["served"] = [served.name, served.write_mark(node.key.parts)]
+        if marks["served"][1] is None:
+            return None
     if marks["own"] is None:
         return None
     return json.dumps(marks, sort_keys=True)
@@ -558,8 +577,8 @@ def baseline_of(saved: tuple[str, int] | None, state: str) -> Baseline | None:
         return None
     if any(then.get(k) != now.get(k) for k in ("feature_version", "hash")):
         return None
-    if not isinstance(then.get("own"), str):
-        return None
+    if not isinstance(then.get("own"), str) or "served" in then:
+        return None  # (a served feature's rows moved in its fallback: resolved in full)
     upstream = {}
     for name, mark in then.items():
         if name in ("feature_version", "hash", "own", "source"):
