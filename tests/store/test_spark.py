@@ -281,3 +281,37 @@ def test_an_executor_asset_computes_on_the_executors_with_the_same_provenance(
     assert "asset 'clean' of demo/clean raised ValueError: cannot clean boom" in result.stderr
     after = json.loads((root / ".mxd/spark-warehouse/demo__clean/_mxd_log.json").read_text())
     assert after["commits"][: len(before["commits"])] == before["commits"]
+
+
+def test_a_spark_branch_is_served_by_its_spark_fallback_and_computes_only_what_differs(
+    project: Path,
+) -> None:
+    config = project / "metaxy.toml"
+    config.write_text(
+        config.read_text()
+        + '\n[stores.spark_branch]\ntype = "spark"\n\n[stores.spark_branch.config]\n'
+        + 'master = "local[2]"\nwarehouse = ".mxd/spark-branch"\nfallback_stores = ["spark"]\n'
+    )
+    code, built = command(project, "spark", "materialize")
+    assert code == 0, built
+    code, fresh = command(project, "spark_branch", "status", "--exit-code")
+    assert code == 0, fresh
+    assert counts(fresh, "status", "source", "stored") == dict.fromkeys(
+        [f["feature"] for f in fresh["features"]], ("up_to_date", "spark", 8)
+    )
+    csv = project / "data" / "products.csv"
+    csv.write_text(csv.read_text().replace(",119.00,", ",109.00,"))
+    code, done = command(project, "spark_branch", "materialize")
+    assert code == 0, done
+    assert counts(done, "status", "stale", "written", "adopted") == {
+        "shop/products": ("success", 1, 1, 8),
+        "shop/reviews": ("up_to_date", 0, 0, 0),
+        "shop/pricing": ("success", 1, 1, 8),
+        "shop/text_stats": ("up_to_date", 0, 0, 0),
+        "shop/ranking": ("success", 1, 1, 8),
+    }
+    code, after = command(project, "spark_branch", "status", "--exit-code")
+    assert code == 0, after
+    assert counts(after, "source")["shop/ranking"] == ("spark_branch",)
+    code, prod = command(project, "spark", "status")
+    assert counts(prod, "stale")["shop/products"] == (1,)  # the fallback kept the old price
