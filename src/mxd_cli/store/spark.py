@@ -172,7 +172,13 @@ def spark_session(options: Mapping[str, Any]) -> SparkSession:
         logging = Path(__file__).with_name("spark_log4j2.properties").as_uri()
         defaults["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={logging}"
         defaults["spark.log.level"] = "ERROR"
-        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+    if options.get("remote"):
+        # A Connect session shares a running server: only SQL settings can be set per
+        # session (the others are the server's, and setting them only warns).
+        defaults = {k: v for k, v in defaults.items() if k.startswith("spark.sql.")}
+        # (Numbering an increment in sort order is one ordered window: expected here.)
+        warnings.filterwarnings("ignore", message=".*No Partition Defined for Window")
     conf = {**defaults, **{k: _text(v) for k, v in (options.get("conf") or {}).items()}}
     for key, value in conf.items():
         builder = builder.config(key, value)
@@ -342,7 +348,7 @@ class SparkEngine(SqlEngine):
         numbered = self._numbered(query)
         try:
             total = int(self._fetch(numbered.count))
-            parts = max(1, int(self.spark.sparkContext.defaultParallelism))
+            parts = self.parallelism()
             for start in range(0, total, size):
                 part = numbered.where((F.col(_ROW) > start) & (F.col(_ROW) <= start + size))
                 yield part.drop(_ROW).repartition(parts), min(size, total - start)
@@ -383,9 +389,26 @@ class SparkEngine(SqlEngine):
                     os.replace(made, path)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-        self.spark.sparkContext.addPyFile(path)
+        if self.connect:
+            self.spark.addArtifacts(path, pyfile=True)
+        else:
+            self.spark.sparkContext.addPyFile(path)
         self._shipped.add(top)
         return top
+
+    @property
+    def connect(self) -> bool:
+        """The session is a Spark Connect client (no JVM, no SparkContext here)."""
+        return type(self.spark).__module__.startswith("pyspark.sql.connect")
+
+    def parallelism(self) -> int:
+        """How many tasks the cluster runs at once (the partitions a range is spread over)."""
+        if not self.connect:
+            return max(1, int(self.spark.sparkContext.defaultParallelism))
+        found = self.spark.conf.get("spark.default.parallelism", None)
+        if found is None:
+            found = self.spark.conf.get("spark.sql.shuffle.partitions", "2")
+        return max(1, int(str(found)))
 
     # data from Python
     def _name(self, prefix: str) -> str:
@@ -561,6 +584,7 @@ def _executor_error(function: object, exc: StoreError) -> Exception:
     raised = exc.message.split("Python worker failed: ", 1)[1]
     if raised.startswith("mxd_cli.errors.AssetError: "):
         raised = raised[len("mxd_cli.errors.AssetError: ") :]
+        raised = raised.removeprefix(f"{asset.origin}: ")  # (the location is added again)
         return AssetError(raised, location=str(asset.origin))
     return AssetError(
         f"asset {asset.name!r} of {asset.feature} raised on an executor: {raised}",
