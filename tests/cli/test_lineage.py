@@ -118,8 +118,21 @@ def test_keys_name_one_sample_by_several_id_columns(lineage: Path) -> None:
     report = run(lineage, "materialize", "--keys", "doc_id=d1,chunk_idx=1")
     by = {f["feature"]: f for f in report["features"]}
     assert by["docs/documents"]["status"] == "skipped"  # no chunk_idx, nothing to follow
-    assert by["docs/chunks"]["status"] == "skipped"
+    # The expansion is restricted to the document of the stored chunk the key names (its
+    # sample), whole; the document itself was not rewritten, so nothing moved below it.
+    assert by["docs/chunks"]["status"] == "up_to_date"
     assert by["docs/embeddings"]["stale"] == 0  # its upstream chunk is unchanged yet
+    args = ("materialize", "--keys", "doc_id=d1,chunk_idx=1", "--full")
+    dry = run(lineage, *args, "--dry-run")
+    done = run(lineage, *args)
+    assert written(dry) == written(done) == {
+        "docs/documents": 0,
+        "docs/chunks": 1,  # document d1, all three of its chunks
+        "docs/embeddings": 1,  # chunk (d1, 1) alone
+        "docs/doc_stats": 1,  # d1's group
+    }
+    assert written(dry, "rows") == written(done, "rows")
+    assert written(done, "rows")["docs/chunks"] == 3
     bare = run(lineage, "materialize", "--keys", "d1")
     assert written(bare) == dict(zip(FEATURES, (1, 1, 3, 1), strict=True))
     assert written(bare, "rows") == dict(zip(FEATURES, (1, 3, 3, 1), strict=True))

@@ -23,7 +23,7 @@ from sqlglot import exp
 
 from mxd_cli.definitions.keys import FeatureKey
 from mxd_cli.engine.filters import Filter, parse_filters
-from mxd_cli.engine.plan import TableSource, current_rows, join_key, sample_key
+from mxd_cli.engine.plan import TableSource, current_rows, expands, join_key, sample_key
 from mxd_cli.engine.sql import and_all, col, in_keys, lit
 from mxd_cli.errors import FilterError, did_you_mean
 from mxd_cli.graph import FeatureGraph, FeatureNode
@@ -186,7 +186,11 @@ class Restrictions:
             try:
                 found = self._through_lineage(node, missing or wanted, list(expected_types))
             except Unrelated:
-                if missing:
+                if not missing:
+                    pass
+                elif stored is not None and stored_has and expands(node):
+                    found = self._by_children(node, stored, feature_version)
+                else:
                     raise
         if found is None:
             pool = rows
@@ -254,6 +258,28 @@ class Restrictions:
         assert condition is not None
         # Join keys only: the same condition holds on the feature's stored rows.
         return FeatureRestriction(condition, (), condition, tuple(via))
+
+    def _by_children(
+        self, node: FeatureNode, stored: TableSource, feature_version: str
+    ) -> FeatureRestriction:
+        """An expansion restricted on its children's columns (which its expected rows, the
+        parents, lack): the parents of the stored children inside the slice, whole."""
+        keys = list(sample_key(node))
+        rows = current_rows(
+            stored,
+            node.spec.id_columns,
+            feature_version,
+            list(stored.schema.names),
+            name="__mxd_ch",
+        )
+        parents = (
+            exp.select(*(col(k) for k in keys))
+            .from_(rows.subquery("__mxd_children", copy=False))
+            .where(self.spec.condition(node, _types(stored.schema)), copy=False)
+            .distinct(copy=False)
+        )
+        condition = in_keys(keys, parents.subquery("__mxd_parents", copy=False))
+        return FeatureRestriction(condition, (), condition.copy())
 
     def slice_keys(self, key: FeatureKey) -> exp.Select | None:
         """Id columns of ``key``'s stored rows inside the slice (None: it has none, or
