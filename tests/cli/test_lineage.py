@@ -125,12 +125,16 @@ def test_keys_name_one_sample_by_several_id_columns(lineage: Path) -> None:
     args = ("materialize", "--keys", "doc_id=d1,chunk_idx=1", "--full")
     dry = run(lineage, *args, "--dry-run")
     done = run(lineage, *args)
-    assert written(dry) == written(done) == {
-        "docs/documents": 0,
-        "docs/chunks": 1,  # document d1, all three of its chunks
-        "docs/embeddings": 1,  # chunk (d1, 1) alone
-        "docs/doc_stats": 1,  # d1's group
-    }
+    assert (
+        written(dry)
+        == written(done)
+        == {
+            "docs/documents": 0,
+            "docs/chunks": 1,  # document d1, all three of its chunks
+            "docs/embeddings": 1,  # chunk (d1, 1) alone
+            "docs/doc_stats": 1,  # d1's group
+        }
+    )
     assert written(dry, "rows") == written(done, "rows")
     assert written(done, "rows")["docs/chunks"] == 3
     bare = run(lineage, "materialize", "--keys", "d1")

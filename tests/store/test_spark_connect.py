@@ -21,7 +21,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from tests.store.test_spark import EXECUTORS, project  # noqa: F401 (a fixture)
+from tests.store.test_spark import EXECUTORS
 
 pytestmark = pytest.mark.spark
 
@@ -103,8 +103,9 @@ def counts(report: dict[str, Any], *names: str) -> dict[str, tuple[Any, ...]]:
 
 
 def test_the_quickstart_through_spark_connect_equals_duckdb(
-    project: Path, connect_url: str
-) -> None:  # noqa: F811
+    quickstart: Path, connect_url: str
+) -> None:
+    project = quickstart
     with_connect_store(project, connect_url)
     write = ("status", "new", "stale", "orphaned", "written", "deleted")
     seen = ("samples", "rows", "fingerprint")
