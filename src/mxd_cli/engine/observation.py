@@ -234,9 +234,10 @@ def observe_feature(
 
     holder = session.holder(node.key)
     source = None if holder is None else holder.name
-    mark = session.store.write_mark(node.key.parts)
     served = session.served_by(node.key)
-    if served is not None:  # (its content is the fallback's: so is the mark it is kept by)
+    if served is None:
+        mark = session.store.write_mark(node.key.parts)
+    else:  # (its content is the fallback's: so is the mark it is kept by)
         theirs = served.write_mark(node.key.parts)
         mark = None if theirs is None else f"{served.name}:{theirs}"
     version = session.feature_version(node.key)

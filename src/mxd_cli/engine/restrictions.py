@@ -186,12 +186,10 @@ class Restrictions:
             try:
                 found = self._through_lineage(node, missing or wanted, list(expected_types))
             except Unrelated:
-                if not missing:
-                    pass
-                elif stored is not None and stored_has and expands(node):
+                if missing:
+                    if stored is None or not stored_has or not expands(node):
+                        raise
                     found = self._by_children(node, stored, feature_version)
-                else:
-                    raise
         if found is None:
             pool = rows
             if pool is None and self.spec.sample is not None and stored is not None:

@@ -10,8 +10,8 @@ mark). Increments are resolved through it (:mod:`mxd_cli.engine.increment`).
 fresh branch store over prod finds nothing to do where nothing differs, and reads (by
 mxd, and by Metaxy, which falls back per feature) see prod's complete table. When the
 branch must change such a feature, it first *adopts* it (:meth:`Session.adopt`): the
-fallback's current rows are copied into the target in one commit, and from then on the
-feature is the target's own, complete table, as Metaxy expects a feature table to be.
+fallback's rows are copied into the target in one commit, and from then on the feature is
+the target's own, complete table, as Metaxy expects a feature table to be.
 
 Example::
 

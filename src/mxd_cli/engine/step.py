@@ -166,7 +166,7 @@ class FeatureStep:
         self.guard_mass_delete(counts)
         if served is not None and increment.pending:
             # The branch changes a feature its fallback serves: it takes the fallback's
-            # current rows first, then changes them like a feature it always held.
+            # rows first (Session.adopt), then changes them like a feature it always held.
             res.adopted = run.session.adopt(self.key)
             res.note = f"took {res.adopted} rows from fallback store {served.name!r}"
             increment = self._resolve()
