@@ -1,8 +1,8 @@
 """mxd's side of a case: a real project folder, run through ``mxd_cli.api`` in-process.
 
-The folder holds ``metaxy.toml`` (two stores, ``a`` and ``b``, the ones the tools hand
-back and forth), ``graph.json`` (the step's Metaxy spec dumps), ``samples.json`` and
-``expansions.json``, and an entrypoint module that declares the features from the dumps
+The folder holds ``metaxy.toml`` (by default two stores, ``a`` and ``b``, the ones the
+tools hand back and forth), ``graph.json`` (the step's Metaxy spec dumps), ``samples.json``
+and ``expansions.json``, and an entrypoint module that declares the features from the dumps
 (through :func:`mxd_cli.definitions.metaxy_specs.spec_from_metaxy`, the reader of
 Metaxy's serialized specs) and one asset each. The assets do what the Metaxy driver's do:
 roots return the samples; 1:1 features write their increment rows as given; an
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,31 +34,40 @@ declare(__file__)
 """
 
 
-def store_files(folder: Path, backend: str) -> dict[str, StoreFiles]:
+def store_files(
+    folder: Path, backend: str, names: Sequence[str] = ("a", "b")
+) -> dict[str, StoreFiles]:
     suffix = ".duckdb" if backend == "duckdb" else "_delta"
-    return {name: StoreFiles(backend, folder / f"store_{name}{suffix}") for name in ("a", "b")}
+    return {name: StoreFiles(backend, folder / f"store_{name}{suffix}") for name in names}
 
 
-def write_config(folder: Path, case: Case, stores: Mapping[str, StoreFiles]) -> None:
+def write_config(
+    folder: Path,
+    case: Case,
+    stores: Mapping[str, StoreFiles],
+    fallbacks: Mapping[str, Sequence[str]] | None = None,
+) -> None:
+    """``fallbacks``: a store's ``fallback_stores`` (by name), for the stores that have any."""
     blocks = [
         f'project = "{case.project}"',
         f'entrypoints = ["{MODULE}"]',
         f"hash_truncation_length = {case.length}",
-        'store = "a"',
+        f'store = "{next(iter(stores))}"',
     ]
     for name, files in stores.items():
         option = "database" if files.backend == "duckdb" else "root_path"
-        blocks.append(
-            textwrap.dedent(
-                f"""\
-                [stores.{name}]
-                type = "{files.backend}"
-                [stores.{name}.config]
-                {option} = "{files.path}"
-                hash_algorithm = "{case.algorithm}"
-                """
-            )
+        block = textwrap.dedent(
+            f"""\
+            [stores.{name}]
+            type = "{files.backend}"
+            [stores.{name}.config]
+            {option} = "{files.path}"
+            hash_algorithm = "{case.algorithm}"
+            """
         )
+        if fallbacks and fallbacks.get(name):
+            block += f"fallback_stores = {json.dumps(list(fallbacks[name]))}\n"
+        blocks.append(block)
     (folder / "metaxy.toml").write_text("\n".join(blocks) + "\n")
     (folder / f"{MODULE}.py").write_text(PIPELINE)
     expansions = {k: e.to_json() for k, e in case.expansions.items()}

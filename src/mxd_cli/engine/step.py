@@ -170,7 +170,9 @@ class FeatureStep:
             res.adopted = run.session.adopt(self.key)
             res.note = f"took {res.adopted} rows from fallback store {served.name!r}"
             increment = self._resolve()
-            counts = increment.counts
+            counts = increment.counts  # (the same, now against the branch's own rows)
+            res.new, res.stale = counts["new"], counts["stale"]
+            res.orphaned, res.unchanged = counts["orphaned"], counts["unchanged"]
         writer = FeatureWriter(
             run.store,
             node,

@@ -7,9 +7,10 @@ test process: it imports nothing of mxd or of the tests. Each request is one lin
 writes to stdout (a library printing) is sent to stderr, so answers stay parseable.
 
 A request names the graph (Metaxy spec dumps, ``model_dump(mode="json")``, plus the
-project and truncation length) and the store (``backend``, ``path``, ``algorithm``);
-stores are opened for the request and closed before the answer, so the test process can
-open the same files in between.
+project and truncation length) and the store (``backend``, ``path``, ``algorithm``, and
+optionally ``fallbacks``: stores described alike, Metaxy's ``fallback_stores``); stores are
+opened for the request and closed before the answer, so the test process can open the same
+files in between.
 
 What a pipeline step does here is what the golden vectors assume a runner does: features
 in topological order; roots get ``resolve_update(key, samples=...)``, others
@@ -30,6 +31,8 @@ import json
 import sys
 import traceback
 import warnings
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -100,12 +103,38 @@ def use_graph(graph: dict[str, Any]) -> mx.FeatureGraph:
 
 
 def open_store(store: dict[str, Any]) -> Any:
+    """The store of a request; its ``fallbacks`` (store descriptions too, in order) become
+    Metaxy's ``fallback_stores``."""
     algorithm = HashAlgorithm(store["algorithm"])
+    fallbacks = [open_store(f) for f in store.get("fallbacks", ())]
     if store["backend"] == "duckdb":
         return StandInDuckDBStore(
-            database=store["path"], hash_algorithm=algorithm, auto_create_tables=True
+            database=store["path"],
+            hash_algorithm=algorithm,
+            auto_create_tables=True,
+            fallback_stores=fallbacks,
         )
-    return DeltaMetadataStore(root_path=store["path"], hash_algorithm=algorithm)
+    return DeltaMetadataStore(
+        root_path=store["path"], hash_algorithm=algorithm, fallback_stores=fallbacks
+    )
+
+
+@contextmanager
+def opened(store: dict[str, Any], mode: str) -> Iterator[Any]:
+    """The request's store, open in ``mode``, its fallback stores open ("r") around it.
+
+    Metaxy opens a fallback store only inside ``read``, and closes it before the lazy frame
+    it returns is collected (a DuckDB fallback: "Connection already closed!" in
+    ``resolve_update``); ``has_feature(..., check_fallback=True)`` needs it open already
+    (``StoreNotOpenError``)."""
+    opened_store = open_store(store)
+    with ExitStack() as stack:
+        chain = list(opened_store.fallback_stores)
+        while chain:
+            fallback = chain.pop(0)
+            stack.enter_context(fallback.open("r"))
+            chain.extend(fallback.fallback_stores)
+        yield stack.enter_context(opened_store.open(mode))
 
 
 def sample_key(spec: mx.FeatureSpec) -> list[str]:
@@ -201,7 +230,7 @@ def cmd_init(request: dict[str, Any]) -> dict[str, Any]:
     """Create the store's files with Metaxy's libraries (an empty DuckDB database)."""
     use_graph(request["graph"])
     Path(request["store"]["path"]).parent.mkdir(parents=True, exist_ok=True)
-    with open_store(request["store"]).open("w"):
+    with opened(request["store"], "w"):
         pass
     return {}
 
@@ -211,7 +240,7 @@ def cmd_step(request: dict[str, Any]) -> dict[str, Any]:
     samples = request.get("samples", {})
     expansions = request.get("expansions", {})
     report: dict[str, Any] = {}
-    with graph.use(), open_store(request["store"]).open("w") as store:
+    with graph.use(), opened(request["store"], "w") as store:
         for key in graph.topological_sort_features():
             name = key.to_string()
             spec = graph.get_feature_definition(key).spec
@@ -243,7 +272,7 @@ def cmd_check(request: dict[str, Any]) -> dict[str, Any]:
     samples = request.get("samples", {})
     report: dict[str, Any] = {}
     rows: dict[str, Any] = {}
-    with graph.use(), open_store(request["store"]).open("r") as store:
+    with graph.use(), opened(request["store"], "r") as store:
         for key in graph.topological_sort_features():
             name = key.to_string()
             spec = graph.get_feature_definition(key).spec
@@ -274,7 +303,7 @@ def cmd_ensure_tables(request: dict[str, Any]) -> dict[str, Any]:
     graph = use_graph(request["graph"])
     samples = request.get("samples", {})
     created = []
-    with graph.use(), open_store(request["store"]).open("w") as store:
+    with graph.use(), opened(request["store"], "w") as store:
         for key in graph.topological_sort_features():
             if store.has_feature(key, check_fallback=False):
                 continue
@@ -291,26 +320,33 @@ def cmd_ensure_tables(request: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_delete(request: dict[str, Any]) -> dict[str, Any]:
     graph = use_graph(request["graph"])
-    with graph.use(), open_store(request["store"]).open("w") as store:
+    with graph.use(), opened(request["store"], "w") as store:
         column = request["column"]
         store.delete(request["feature"], nw.col(column).is_in(request["values"]), soft=True)
     return {}
 
 
-def current_rows(store: Any, key: Any, spec: mx.FeatureSpec) -> list[dict[str, Any]] | None:
-    if not store.has_feature(key, check_fallback=False):
+def current_rows(
+    store: Any, key: Any, spec: mx.FeatureSpec, fallback: bool = False
+) -> list[dict[str, Any]] | None:
+    """None: the store (with ``fallback``, nor any of its fallback stores) has no table."""
+    if not store.has_feature(key, check_fallback=fallback):
         return None
-    frame = polars(store.read(key).collect())
+    frame = polars(store.read(key, allow_fallback=fallback).collect())
     return frame.select([*spec.id_columns, *SYSTEM]).to_dicts()
 
 
 def cmd_read(request: dict[str, Any]) -> dict[str, Any]:
-    """Every feature's current rows as Metaxy reads them: ids and the hash columns."""
+    """Every feature's current rows as Metaxy reads them: ids and the hash columns; with
+    ``fallback``, a feature the store lacks is read from its fallback stores."""
     graph = use_graph(request["graph"])
-    with graph.use(), open_store(request["store"]).open("r") as store:
+    fallback = bool(request.get("fallback"))
+    with graph.use(), opened(request["store"], "r") as store:
         return {
             "features": {
-                key.to_string(): current_rows(store, key, graph.get_feature_definition(key).spec)
+                key.to_string(): current_rows(
+                    store, key, graph.get_feature_definition(key).spec, fallback
+                )
                 for key in graph.topological_sort_features()
             }
         }
@@ -318,7 +354,7 @@ def cmd_read(request: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_push_snapshot(request: dict[str, Any]) -> dict[str, Any]:
     graph = use_graph(request["graph"])
-    with graph.use(), open_store(request["store"]).open("w") as store:
+    with graph.use(), opened(request["store"], "w") as store:
         result = SystemTableStorage(store).push_graph_snapshot(project=request["graph"]["project"])
     return {"project_version": result.project_version}
 
@@ -327,7 +363,7 @@ def cmd_load_snapshot(request: dict[str, Any]) -> dict[str, Any]:
     """The latest graph snapshot of the project, rebuilt by Metaxy: key -> feature version."""
     graph = use_graph(request["graph"])
     project = request["graph"]["project"]
-    with graph.use(), open_store(request["store"]).open("r") as store:
+    with graph.use(), opened(request["store"], "r") as store:
         storage = SystemTableStorage(store)
         version = storage._read_latest_project_version(project)
         loaded = storage.load_graph_from_snapshot(version, project=project)
