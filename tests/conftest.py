@@ -68,7 +68,11 @@ class Clean(mx.BaseFeature, spec=mx.FeatureSpec(key="demo/clean", id_columns=["i
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist, every Spark test goes to one worker: one JVM for the run (a
-    second local Spark session on this machine's two cores would only compete)."""
+    second local Spark session on this machine's two cores would only compete). Tests
+    that name a group of their own keep it (the Spark Connect tests: their server is a
+    JVM of its own, and their commands run in processes of their own)."""
     for item in items:
-        if item.get_closest_marker("spark") is not None:
+        if item.get_closest_marker("spark") is None:
+            continue
+        if item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group("spark"))
