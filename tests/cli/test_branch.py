@@ -207,3 +207,13 @@ def test_a_chain_of_fallbacks_is_followed_to_the_store_that_holds_a_feature(qs: 
     assert by_feature(report)["shop/pricing"]["stale"] == 1  # (its upstream moved here)
     assert by_feature(report)["shop/reviews"]["source"] == "dev"
     assert not (qs / ".mxd" / "staging").exists()  # a fallback is only read
+
+
+def test_the_status_table_of_a_branch_has_a_source_column(qs: Path) -> None:
+    table = mxd("-s", "branch", "status", cwd=qs).stdout
+    header = next(line for line in table.splitlines() if "feature" in line)
+    assert "source" in header
+    assert "served by fallback store" not in table  # (the column says it)
+    assert "source" not in next(
+        line for line in mxd("status", cwd=qs).stdout.splitlines() if "feature" in line
+    )

@@ -49,10 +49,16 @@ def status_command(
         columns = _COLUMNS
         if any(f["rows"] != f["stored"] for f in report["features"]):
             columns = [*_COLUMNS[:3], "rows", *_COLUMNS[3:]]
-        rows = [
-            [f[c] if c != "causes" else "\n".join(f["causes"]) or "-" for c in columns]
-            for f in report["features"]
-        ]
+        # A branch store: where each feature's rows come from (its own, or a fallback's),
+        # in a column of its own instead of a cause on every served feature.
+        sourced = any(f["source"] not in (None, report["store"]) for f in report["features"])
+        if sourced:
+            columns = [*columns[:2], "source", *columns[2:]]
+        rows = []
+        for f in report["features"]:
+            hidden = f"served by fallback store {f['source']!r}" if sourced else None
+            causes = "\n".join(c for c in f["causes"] if c != hidden) or "-"
+            rows.append([f[c] if c != "causes" else causes for c in columns])
         out.table(
             columns,
             rows,
