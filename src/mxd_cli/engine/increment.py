@@ -333,12 +333,17 @@ def _touched(
                 _relation(changed, "__mxd_changed"), copy=False
             )
         )
-    own = store.changed_since(node.key.parts, baseline.own)
-    if own is None:
-        return None
-    parts.append(
-        exp.select(*(col(k) for k in skey)).from_(_relation(own, "__mxd_own_changed"), copy=False)
-    )
+    if baseline.own != "" or store.has(node.key.parts):
+        # (A feature that has never had a table, then or now, has no rows of its own that
+        # could have changed: its upstreams' changes alone say what to resolve.)
+        own = store.changed_since(node.key.parts, baseline.own)
+        if own is None:
+            return None
+        parts.append(
+            exp.select(*(col(k) for k in skey)).from_(
+                _relation(own, "__mxd_own_changed"), copy=False
+            )
+        )
     union: exp.Expr = parts[0]
     for part in parts[1:]:
         union = exp.union(union, part, distinct=False, copy=False)
