@@ -81,6 +81,9 @@ class Increment:
     upstream_rows: dict[FeatureKey, TableSource] = field(default_factory=dict)
     #: A root's fields whose provenance moved in its stale samples (None: not asked).
     moved_fields: tuple[str, ...] | None = None
+    #: Narrowed resolves asked to explain: every stored row of the touched samples (kept),
+    #: with their field provenance.
+    own_rows: TableSource | None = None
     #: An expansion's current child rows (the samples' physical rows), counted on demand.
     children: exp.Select | None = field(default=None, repr=False)
     _rows: pl.DataFrame | None = field(default=None, repr=False)
@@ -178,7 +181,7 @@ def resolve(
         # Counted, streamed and diffed: computed (joined, hashed) once.
         query = exp.select("*").from_(session.keep(key, query, "__mxd_expected"))
     own = session.locate(key)
-    current = children = None
+    current = children = own_touched = None
     explaining = False
     if own is not None:
         table = own
@@ -186,10 +189,13 @@ def resolve(
         whole = own  # every column: for the rows of orphans (tombstones copy them)
         if touched is not None:
             # The compare reads keys and provenance; whole rows only of orphans, if asked.
+            # Read once, by key, for all that follows: the count of what the touched samples
+            # were at the baseline, and (explaining) the stale samples' field provenance.
             whole = narrowed(own, list(own.schema.names), in_keys(skey, touched.copy()), None)
-            own = narrowed(
+            why = [c.PROVENANCE_BY_FIELD] if explain else []
+            own = own_touched = narrowed(
                 own,
-                [*skey, *node.spec.id_columns, c.PROVENANCE, *LATEST_ROW_COLUMNS],
+                [*skey, *node.spec.id_columns, c.PROVENANCE, *why, *LATEST_ROW_COLUMNS],
                 in_keys(skey, touched),
                 lambda q, prefix: session.keep(key, q, prefix),
             )
@@ -256,7 +262,7 @@ def resolve(
     if touched is not None:
         assert baseline is not None
         resolved_on = counts["stored"] + counts["new"]
-        before = _stored_before(session, node, skey, baseline, touched)
+        before = _stored_before(session, node, skey, baseline, touched, own_touched)
         counts["stored"] += baseline.stored - before
         counts["unchanged"] += baseline.stored - before
     return Increment(
@@ -271,6 +277,7 @@ def resolve(
         upstream_rows={} if expected is None else dict(expected.upstream_rows),
         moved_fields=moved,
         children=children,
+        own_rows=own_touched if explain else None,
     )
 
 
@@ -365,21 +372,31 @@ def _stored_before(
     skey: Sequence[str],
     baseline: Baseline,
     touched: exp.Expr,
+    own_touched: TableSource | None,
 ) -> int:
-    """How many touched samples the feature held at the baseline."""
+    """How many touched samples the feature held at the baseline (out of their rows read
+    already, ``own_touched``, where the store tells the rows written since by a column)."""
     own = session.locate(node.key)
     if own is None or baseline.own == "":  # ("": the table did not exist then)
         return 0
-    before = session.store.rows_before(node.key.parts, baseline.own)
-    if before is None:  # (changed_since answered for this mark, so this cannot be)
-        raise AssertionError("rows before a mark are unknown")
-    source = TableSource(_relation(before, "__mxd_before"), own.schema, own.store)
+    table = node.key.parts
+    newer = session.store.written_after(table, baseline.own) if own_touched else None
+    where: exp.Expr | None = None
+    if own_touched is not None and newer is not None:
+        before: exp.Expr = exp.select("*").from_(own_touched.ref.copy()).where(exp.not_(newer))
+        schema = own_touched.schema
+    else:
+        found = session.store.rows_before(table, baseline.own)
+        if found is None:  # (changed_since answered for this mark, so this cannot be)
+            raise AssertionError("rows before a mark are unknown")
+        before, schema, where = found, own.schema, in_keys(list(skey), touched)
+    source = TableSource(_relation(before, "__mxd_before"), schema, own.store)
     rows = current_rows(
         source,
         node.spec.id_columns,
         session.feature_version(node.key),
         list(skey),
-        where=in_keys(list(skey), touched),
+        where=where,
         name="__mxd_b",
     )
     return session.engine.count(rows, distinct=skey)

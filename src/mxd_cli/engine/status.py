@@ -192,7 +192,7 @@ def _stale_causes(session: Session, node: FeatureNode, increment: Increment) -> 
     stale = exp.select("*").from_(session.keep(node.key, stale, "__mxd_stale"))
     version = session.feature_version(node.key)
     mine = narrowed(
-        own,
+        increment.own_rows or own,  # (a narrowed resolve read the touched samples' rows)
         [*keys, *node.spec.id_columns, c.PROVENANCE_BY_FIELD, *LATEST_ROW_COLUMNS],
         in_keys(keys, stale.subquery("__mxd_stale_keys", copy=False)),
         None,

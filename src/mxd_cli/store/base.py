@@ -205,6 +205,13 @@ class MetadataStore(abc.ABC):
         :meth:`changed_since` can tell the later ones apart; else None."""
         return None
 
+    def written_after(self, table: Table, mark: str) -> exp.Expr | None:
+        """A condition on ``table``'s own columns that holds exactly for the rows written
+        after ``mark``, where the backend tells them apart that way (so that rows already
+        read, e.g. a few samples' rows, can be split without reading the table again);
+        None where it cannot (a table version or a file list tells them apart instead)."""
+        return None
+
     # ---- writes --------------------------------------------------------------------------
     @abc.abstractmethod
     def append(self, table: Table, data: pl.DataFrame | pa.Table) -> int:

@@ -172,7 +172,6 @@ def _check_intact(con: duckdb.DuckDBPyConnection, path: str) -> None:
 
 
 _HEADER_BYTES = 3 * 4096  # DuckDB's main header and its two database headers
-_BUSY_MESSAGES = ("Could not set lock", "Conflicting lock", "database is locked")
 
 
 def _quoted(name: str) -> str:
@@ -438,8 +437,9 @@ class DuckDBStore(MetadataStore):
         self._marks[name] = "|".join(str(v) for v in row)
         return self._marks[name]
 
-    def _newer(self, mark: str) -> tuple[int, exp.Expr] | None:
-        """The row count a mark recorded, and the condition of the rows written after it."""
+    def _newer(self, mark: str) -> tuple[int, list[exp.Expr]] | None:
+        """The row count a mark recorded, and the conditions (one per stamp column, any of
+        them) of the rows written after it."""
         parts = mark.split("|")
         if len(parts) != 3 or not parts[0].isdigit():
             return None
@@ -450,7 +450,7 @@ class DuckDBStore(MetadataStore):
             else:
                 stamp = exp.cast(exp.Literal.string(then), "TIMESTAMPTZ")
                 newer.append(exp.func("coalesce", col(column) > stamp, exp.false()))
-        return int(parts[0]), exp.or_(*newer)
+        return int(parts[0]), newer
 
     def changed_since(self, table: Table, mark: str) -> exp.Expr | None:
         ref = self.ref(table)
@@ -459,8 +459,9 @@ class DuckDBStore(MetadataStore):
         found = self._newer(mark)
         if ref is None or found is None:
             return None
-        count_then, newer = found
-        is_newer = exp.case().when(newer.copy(), exp.Literal.number(1))
+        count_then, conditions = found
+        newer = exp.or_(*(n.copy() for n in conditions))
+        is_newer = exp.case().when(newer, exp.Literal.number(1))
         total, since = self.engine().rows(
             exp.select(
                 exp.func("count", exp.Star()),
@@ -471,16 +472,26 @@ class DuckDBStore(MetadataStore):
         # with an older stamp): then the row counts add up.
         if total - count_then != (since or 0):
             return None
-        return exp.select("*").from_(ref).where(newer)
+        # One select per stamp column (each the rows it alone adds), so that each condition
+        # reaches the scan and its zone maps: an OR of two columns is a filter over every
+        # row of the table (0.2 s at 10M rows, against 5 ms).
+        union: exp.Query | None = None
+        for i, condition in enumerate(conditions):
+            earlier = [exp.not_(e.copy()) for e in conditions[:i]]
+            part = exp.select("*").from_(ref.copy()).where(exp.and_(condition.copy(), *earlier))
+            union = part if union is None else exp.union(union, part, distinct=False)
+        return union
 
     def rows_before(self, table: Table, mark: str) -> exp.Expr | None:
         ref = self.ref(table)
-        if mark == "" or ref is None:
+        newer = self.written_after(table, mark)
+        if ref is None or newer is None:
             return None
-        found = self._newer(mark)
-        if found is None:
-            return None
-        return exp.select("*").from_(ref).where(exp.not_(found[1]))
+        return exp.select("*").from_(ref).where(exp.not_(newer))
+
+    def written_after(self, table: Table, mark: str) -> exp.Expr | None:
+        found = self._newer(mark) if mark != "" else None
+        return None if found is None else exp.or_(*found[1])
 
     # ---- writes ------------------------------------------------------------------------
     def append(self, table: Table, data: pl.DataFrame | pa.Table) -> int:

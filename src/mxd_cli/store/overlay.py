@@ -86,6 +86,11 @@ class OverlayStore(MetadataStore):
             return None
         return self.base.rows_before(table, mark)
 
+    def written_after(self, table: Table, mark: str) -> exp.Expr | None:
+        if self.physical_name(table) in self._added:
+            return None
+        return self.base.written_after(table, mark)
+
     def _keep(self, table: Table, temp: exp.Table) -> None:
         name = self.physical_name(table)
         self._added.setdefault(name, []).append(temp)
