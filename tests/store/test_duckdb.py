@@ -48,6 +48,17 @@ def test_an_in_memory_database_keeps_its_rows(make_rows: MakeRows) -> None:
         assert frame.collect()["sample_uid"].sort().to_list() == ["s1", "s2"]
 
 
+def test_duckdb_memory_is_bounded_unless_the_store_says_otherwise(tmp_path: Path) -> None:
+    def limit(options: dict[str, object]) -> str:
+        with DuckDBStore("s", {"database": str(tmp_path / "s.duckdb"), **options}) as store:
+            rows = store.engine().rows("SELECT current_setting('memory_limit')")
+        return str(rows[0][0])
+
+    # (DuckDB's own default is 80% of the machine: a run's memory would grow with N.)
+    assert limit({}) == "953.6 MiB"  # 1GB, as DuckDB prints it
+    assert limit({"config": {"memory_limit": "4GB"}}) == "3.7 GiB"
+
+
 @pytest.fixture
 def held_database(tmp_path: Path, make_rows: MakeRows) -> Iterator[Callable[[float], Path]]:
     """A database file with one table, and a way to have another process hold it."""
