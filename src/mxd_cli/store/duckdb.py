@@ -102,7 +102,12 @@ BACKEND = register(
                 "a DuckDB file, relative to the config file (or ':memory:')",
                 required=True,
             ),
-            Option("config", "table", "DuckDB settings, e.g. { threads = 2 }"),
+            Option(
+                "config",
+                "table",
+                'DuckDB settings, e.g. { threads = 2, memory_limit = "4GB" } (mxd bounds'
+                " memory_limit to 1GB unless set)",
+            ),
             Option(
                 "extensions",
                 "strings",
