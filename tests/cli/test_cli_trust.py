@@ -196,8 +196,13 @@ def test_placeholders_name_what_they_take() -> None:
 
 
 def test_shell_completion_is_available() -> None:
-    result = mxd("--show-completion", env={"SHELL": "/bin/bash"})
-    assert result.exit_code == 0, result.output
+    # Typer finds the shell among the process's parents, as it would in a terminal: run
+    # mxd from bash (pytest itself may run with no shell above it, e.g. detached).
+    command = f"{sys.executable} -m mxd_cli --show-completion"
+    result = subprocess.run(
+        ["bash", "-c", f"{command}; exit $?"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
     assert "complete" in result.stdout and "mxd" in result.stdout
     assert "--install-completion" in mxd("--help").stdout
 
