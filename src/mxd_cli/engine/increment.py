@@ -380,7 +380,7 @@ def _stored_before(
     if own is None or baseline.own == "":  # ("": the table did not exist then)
         return 0
     table = node.key.parts
-    newer = session.store.written_after(table, baseline.own) if own_touched else None
+    newer = session.store.written_after(table, baseline.own)  # (no I/O: the mark itself)
     where: exp.Expr | None = None
     if own_touched is not None and newer is not None:
         before: exp.Expr = exp.select("*").from_(own_touched.ref.copy()).where(exp.not_(newer))
