@@ -154,6 +154,7 @@ def resolve(
     full: bool = False,
     baseline: Baseline | None = None,
     explain: bool = False,
+    payload: bool = True,
 ) -> Increment:
     """Compare what a feature should hold with what its store holds.
 
@@ -163,13 +164,16 @@ def resolve(
     orphaned. ``full``: every stored sample counts as stale. ``baseline``: the feature's
     checkpoint, so that only what changed since is resolved. ``explain``: a root's counts
     also find the fields whose provenance moved in its stale samples (``moved_fields``).
+    ``payload=False``: the expected rows of a downstream feature carry no upstream column
+    that neither a key nor a dep filter needs (counts and causes; never rows for an asset,
+    and not with ``restrict``, whose conditions may name any column).
     """
     node = session.graph[key]
     skey = list(sample_key(node))
     touched: exp.Expr | None = None
     if baseline is not None and not node.is_root and restrict is None and not full:
         touched = _touched(session, node, skey, baseline)
-    expected = _expected(session, node, samples, touched)
+    expected = _expected(session, node, samples, touched, payload=payload or restrict is not None)
     query = expected.query if expected is not None else None
     if query is not None and restrict is not None:
         query = (
@@ -298,6 +302,8 @@ def _expected(
     node: FeatureNode,
     samples: TableSource | None,
     touched: exp.Expr | None,
+    *,
+    payload: bool = True,
 ) -> ExpectedPlan | None:
     if node.is_root:
         if samples is None:
@@ -313,6 +319,7 @@ def _expected(
         session.hashing,
         touched=touched,
         keep=lambda query, prefix: session.keep(node.key, query, prefix),
+        payload=payload,
     )
 
 

@@ -176,9 +176,15 @@ def _dep_rows(
     touched: exp.Expr | None,
     keep: Keep | None = None,
     narrowed_into: dict[FeatureKey, TableSource] | None = None,
-) -> tuple[exp.Select, list[str]]:
+    payload: bool = True,
+) -> tuple[exp.Select, list[str], list[str]]:
     """One dependency's rows, ready to join: renamed ids and user columns and its data
-    versions (``__mxd_dv_<i>``); grouped for aggregation lineage."""
+    versions (``__mxd_dv_<i>``); grouped for aggregation lineage. Also the names its rows
+    would carry with every user column (what the caller checks for collisions).
+
+    Without ``payload`` only the user columns that the join key and the dep's filters
+    name are read: provenance needs the data versions alone, and in a large table the
+    other columns cost most of a read (no asset will see these rows)."""
     up = graph[dep.feature]
     dv = f"{DV_PREFIX}{index}"
     names = list(source.schema.names)
@@ -199,11 +205,18 @@ def _dep_rows(
         chosen = [u for u in users if u in wanted]
     else:
         chosen = users
+    key = join_key(node, dep)
+    filtered = _dep_filter(node, dep, renamed, source.schema) if dep.filters else None
+    names = [renamed[i] for i in up.spec.id_columns] + [renamed[u] for u in chosen]
+    if not payload:
+        named = set(key) | {n.name for n in (filtered.find_all(exp.Column) if filtered else ())}
+        users = [u for u in users if renamed[u] in named]
+        chosen = [u for u in chosen if u in users]
+        renamed = {n: renamed[n] for n in [*up.spec.id_columns, *users]}
     if touched is not None:
         # Only the touched samples' rows, taken out once before the latest-row pass (so the
         # pass runs over them, not the whole table): the join key in the upstream's names.
         inverse = {new: old for old, new in renamed.items()}
-        key = join_key(node, dep)
         theirs = exp.select(*(alias(col(k), inverse.get(k, k)) for k in key)).from_(touched.copy())
         needed = [*up.spec.id_columns, *users, c.DATA_VERSION_BY_FIELD, *LATEST_ROW_COLUMNS]
         source = narrowed(
@@ -224,17 +237,13 @@ def _dep_rows(
     projected = [alias(col(old), new) for old, new in renamed.items()]
     projected.append(alias(col(c.DATA_VERSION_BY_FIELD), dv))
     inner = exp.select(*projected).from_(upstream.subquery(f"__mxd_up{index}", copy=False))
-    conditions: list[exp.Expr | None] = []
-    if dep.filters:
-        conditions.append(_dep_filter(node, dep, renamed, source.schema))
     ids = [renamed[i] for i in up.spec.id_columns]
     kept = [*ids, *(renamed[u] for u in chosen), dv]
     rows = exp.select(*(col(n) for n in kept)).from_(inner.subquery(f"__mxd_in{index}", copy=False))
-    condition = and_all(conditions)
-    if condition is not None:
-        rows = rows.where(condition, copy=False)
+    if filtered is not None:
+        rows = rows.where(filtered, copy=False)
     if dep.lineage.kind != "N:1":
-        return rows, kept
+        return rows, kept, [*names, dv]
     # One row per group; per upstream field, the group's data versions ordered by the
     # upstream ids, joined with "|" and hashed (recipe 13).
     on = list(dep.lineage.on or ())
@@ -250,7 +259,7 @@ def _dep_rows(
         .group_by(*(col(o) for o in on), copy=False)
     )
     grouped.meta["members"] = rows
-    return grouped, [*on, dv]
+    return grouped, [*on, dv], [*on, dv]
 
 
 def _dep_filter(
@@ -293,11 +302,14 @@ def expected_rows(
     *,
     touched: exp.Expr | None = None,
     keep: Keep | None = None,
+    payload: bool = True,
 ) -> ExpectedPlan | None:
     """Expected rows of a downstream feature with upstream columns and provenance; None
-    when nothing can be expected (a required upstream has no table)."""
+    when nothing can be expected (a required upstream has no table). Without ``payload``
+    the rows carry only the user columns that keys and dep filters need (see
+    :func:`_dep_rows`): enough for counts and causes, not for an asset."""
     deps = list(enumerate(node.spec.deps))
-    prepared: dict[int, tuple[exp.Select, list[str]]] = {}
+    prepared: dict[int, tuple[exp.Select, list[str], list[str]]] = {}
     upstream_rows: dict[FeatureKey, TableSource] = {}
     for i, dep in deps:
         source = locate(dep.feature)
@@ -317,6 +329,7 @@ def expected_rows(
             touched,
             keep,
             upstream_rows,
+            payload,
         )
     if not prepared:
         return None
@@ -326,11 +339,12 @@ def expected_rows(
     first = order[0]
     query = exp.select("*").from_(prepared[first][0].subquery(f"__mxd_dep{first}", copy=False))
     columns = list(prepared[first][1])
+    every = list(prepared[first][2])  # (with payload: the same names; collisions use these)
     for i in order[1:]:
         dep = node.spec.deps[i]
         key = join_key(node, dep)
         theirs = prepared[i][1]
-        shared = (set(columns) & set(theirs)) - set(key)
+        shared = (set(every) & set(prepared[i][2])) - set(key)
         if shared:
             names = ", ".join(sorted(shared))
             raise DefinitionError(
@@ -343,6 +357,7 @@ def expected_rows(
             prepared[i][0].subquery(f"__mxd_dep{i}", copy=False), using=tuple(key), join_type=how
         )
         columns += [n for n in theirs if n not in columns]
+        every += [n for n in prepared[i][2] if n not in every]
     # Field hashes (recipe 9), then the struct and the sample's provenance (recipe 10).
     parents: dict[FieldRef, exp.Expr] = {}
     for i, dep in deps:

@@ -415,5 +415,6 @@ def assess(
         restrict=restriction,
         baseline=None if state is None else baseline_of(saved, state),
         explain=True,
+        payload=False,
     )
     return Assessment(dict(increment.counts), increment)
