@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import subprocess
 import sys
 import textwrap
@@ -221,3 +222,104 @@ def test_a_branch_store_says_where_its_rows_come_from(quickstart: Path) -> None:
     branch = by_feature(json.loads(result.stdout))
     assert {f["source"] for f in branch.values()} == {"dev"}
     assert branch["shop/ranking"]["causes"] == ["served by fallback store 'dev'"]
+
+
+FILTERED_DEP = """
+class Items(mx.BaseFeature, spec=mx.FeatureSpec(key="demo/items", id_columns=["id"],
+        fields=[mx.FieldSpec(key="text", code_version="1"),
+                mx.FieldSpec(key="lang", code_version="1")])):
+    lang: str
+    text: str
+    note: str
+
+class English(mx.BaseFeature, spec=mx.FeatureSpec(key="demo/english", id_columns=["id"],
+        deps=[mx.FeatureDep(feature=Items, filters=["language = 'en'"],
+                            rename={"lang": "language", "text": "body"})],
+        fields=[mx.FieldSpec(key="length", code_version="1")])):
+    length: int
+
+@mx.asset(Items)
+def items(ctx):
+    return pl.read_csv(ctx.project_dir / "items.csv")
+
+@mx.asset(English)
+def english(ctx, rows):
+    return rows.select("id", pl.col("body").str.len_chars().cast(pl.Int64).alias("length"))
+"""
+
+
+def test_status_reads_only_the_upstream_columns_its_keys_and_filters_need(
+    make_project,  # type: ignore[no-untyped-def]
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Counts and causes need the upstream's data versions, ids and the columns a dep
+    filter names (here ``lang``, renamed ``language``), never its other columns: status
+    reads none of them, and counts what a dry run counts."""
+    root = make_project(FILTERED_DEP)
+    csv = root / "items.csv"
+    csv.write_text("id,lang,text,note\n1,en,hello,a\n2,fr,bonjour,b\n3,en,world,c\n4,de,hallo,d\n")
+    assert mxd("materialize", cwd=root).exit_code == 0
+    edited = csv.read_text().replace("3,en,world", "3,en,worlds").replace("2,fr,", "2,en,")
+    csv.write_text(edited.replace("1,en,hello,a", "1,en,hello,zz"))  # (note: no field)
+    assert mxd("materialize", "demo/items", cwd=root).exit_code == 0
+    # (In-process CLI runs route the mxd loggers to their own output, not on.)
+    monkeypatch.setattr(logging.getLogger("mxd"), "propagate", True)
+    with caplog.at_level(logging.DEBUG, logger="mxd.sql"):
+        report = api.status(api.Project.load(cwd=root), ["demo/english"])
+    row = by_feature(report)["demo/english"]
+    assert (row["new"], row["stale"], row["unchanged"]) == (1, 1, 1)
+    assert row["causes"] == [
+        "1 new sample available upstream",
+        "upstream demo/items: 1 sample changed",
+    ]
+    sql = [r.getMessage() for r in caplog.records if r.name == "mxd.sql"]
+    reads = [s for s in sql if '"demo__items"' in s]
+    assert reads and any('"lang"' in s for s in reads)
+    assert not any('"note"' in s or '"text"' in s for s in reads)
+    dry = json.loads(mxd("materialize", "demo/english", "--dry-run", "--json", cwd=root).stdout)
+    counted = dry["features"][0]
+    assert (counted["new"], counted["stale"], counted["unchanged"]) == (1, 1, 1)
+    assert mxd("materialize", cwd=root).exit_code == 0
+    assert by_feature(status_json(root)[1])["demo/english"]["status"] == "up_to_date"
+
+
+COLLIDING_DEPS = """
+class A(mx.BaseFeature, spec=mx.FeatureSpec(key="demo/a", id_columns=["id"],
+        fields=[mx.FieldSpec(key="text", code_version="1")])):
+    text: str
+
+class B(mx.BaseFeature, spec=mx.FeatureSpec(key="demo/b", id_columns=["id"],
+        fields=[mx.FieldSpec(key="text", code_version="1")])):
+    text: str
+
+class C(mx.BaseFeature, spec=mx.FeatureSpec(key="demo/c", id_columns=["id"],
+        deps=[mx.FeatureDep(feature=A), mx.FeatureDep(feature=B)],
+        fields=[mx.FieldSpec(key="n", code_version="1")])):
+    n: int
+
+@mx.asset(A)
+def a(ctx):
+    return pl.DataFrame({"id": [1, 2], "text": ["x", "y"]})
+
+@mx.asset(B)
+def b(ctx):
+    return pl.DataFrame({"id": [1, 2], "text": ["u", "v"]})
+
+@mx.asset(C)
+def c(ctx, rows):
+    return rows.select("id", pl.lit(1).alias("n"))
+"""
+
+
+def test_a_column_two_deps_bring_is_the_same_error_in_status_and_materialize(
+    make_project,  # type: ignore[no-untyped-def]
+) -> None:
+    """Status reads no upstream payload, yet it checks every column for collisions as a
+    run does: the same exit 2 with the same message, before anything is written."""
+    root = make_project(COLLIDING_DEPS)
+    assert mxd("materialize", "demo/a", "demo/b", cwd=root).exit_code == 0
+    status, run = mxd("status", "demo/c", cwd=root), mxd("materialize", "demo/c", cwd=root)
+    assert status.exit_code == run.exit_code == 2
+    assert "column(s) text come from demo/b and another dep" in status.stderr
+    assert status.stderr == run.stderr
