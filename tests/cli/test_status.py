@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -249,7 +250,7 @@ def english(ctx, rows):
 
 
 def test_status_reads_only_the_upstream_columns_its_keys_and_filters_need(
-    make_project,  # type: ignore[no-untyped-def]
+    make_project: Callable[..., Path],
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -313,7 +314,7 @@ def c(ctx, rows):
 
 
 def test_a_column_two_deps_bring_is_the_same_error_in_status_and_materialize(
-    make_project,  # type: ignore[no-untyped-def]
+    make_project: Callable[..., Path],
 ) -> None:
     """Status reads no upstream payload, yet it checks every column for collisions as a
     run does: the same exit 2 with the same message, before anything is written."""
