@@ -324,3 +324,27 @@ def test_a_column_two_deps_bring_is_the_same_error_in_status_and_materialize(
     assert status.exit_code == run.exit_code == 2
     assert "column(s) text come from demo/b and another dep" in status.stderr
     assert status.stderr == run.stderr
+
+
+def test_a_dep_filter_on_an_upstream_system_column_runs(
+    make_project: Callable[..., Path],
+) -> None:
+    """A dep filter may name the upstream's system columns (they are not renamed): read
+    beside the renamed columns, for the filter, in status and in a run alike (before, a
+    DuckDB binder error, exit 1)."""
+    both = 'filters=["language = \'en\'", "metaxy_created_at IS NOT NULL"]'
+    root = make_project(FILTERED_DEP.replace("filters=[\"language = 'en'\"]", both))
+    csv = root / "items.csv"
+    csv.write_text("id,lang,text,note\n1,en,hello,a\n2,fr,bonjour,b\n3,en,world,c\n")
+    first = mxd("materialize", "--json", cwd=root)
+    assert first.exit_code == 0, first.stderr
+    english = [f for f in json.loads(first.stdout)["features"] if f["feature"] == "demo/english"]
+    assert english[0]["written"] == 2
+    csv.write_text(csv.read_text().replace("2,fr,", "2,en,"))
+    assert mxd("materialize", "demo/items", cwd=root).exit_code == 0
+    code, report = status_json(root, "demo/english")
+    assert code == 0
+    row = by_feature(report)["demo/english"]
+    assert (row["new"], row["stale"], row["unchanged"]) == (1, 0, 2)
+    assert mxd("materialize", cwd=root).exit_code == 0
+    assert by_feature(status_json(root)[1])["demo/english"]["status"] == "up_to_date"

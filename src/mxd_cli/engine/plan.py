@@ -207,9 +207,14 @@ def _dep_rows(
         chosen = users
     key = join_key(node, dep)
     filtered = _dep_filter(node, dep, renamed, source.schema) if dep.filters else None
+    # System columns a filter names are the upstream's own (no rename): read and kept
+    # beside the renamed columns, for the filter alone.
+    present = set(source.schema.names)
+    filtered_names = {n.name for n in (filtered.find_all(exp.Column) if filtered else ())}
+    system = [n for n in c.SYSTEM_COLUMNS if n in filtered_names and n in present]
     names = [renamed[i] for i in up.spec.id_columns] + [renamed[u] for u in chosen]
     if not payload:
-        named = set(key) | {n.name for n in (filtered.find_all(exp.Column) if filtered else ())}
+        named = set(key) | filtered_names
         users = [u for u in users if renamed[u] in named]
         chosen = [u for u in chosen if u in users]
         renamed = {n: renamed[n] for n in [*up.spec.id_columns, *users]}
@@ -218,7 +223,13 @@ def _dep_rows(
         # pass runs over them, not the whole table): the join key in the upstream's names.
         inverse = {new: old for old, new in renamed.items()}
         theirs = exp.select(*(alias(col(k), inverse.get(k, k)) for k in key)).from_(touched.copy())
-        needed = [*up.spec.id_columns, *users, c.DATA_VERSION_BY_FIELD, *LATEST_ROW_COLUMNS]
+        needed = [
+            *up.spec.id_columns,
+            *users,
+            c.DATA_VERSION_BY_FIELD,
+            *LATEST_ROW_COLUMNS,
+            *system,
+        ]
         source = narrowed(
             source,
             needed,
@@ -231,11 +242,12 @@ def _dep_rows(
         source,
         up.spec.id_columns,
         feature_version,
-        [*up.spec.id_columns, *users, c.DATA_VERSION_BY_FIELD],
+        [*up.spec.id_columns, *users, c.DATA_VERSION_BY_FIELD, *system],
         name=f"__mxd_u{index}",
     )
     projected = [alias(col(old), new) for old, new in renamed.items()]
     projected.append(alias(col(c.DATA_VERSION_BY_FIELD), dv))
+    projected += [col(n) for n in system]
     inner = exp.select(*projected).from_(upstream.subquery(f"__mxd_up{index}", copy=False))
     ids = [renamed[i] for i in up.spec.id_columns]
     kept = [*ids, *(renamed[u] for u in chosen), dv]
