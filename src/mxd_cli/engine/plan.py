@@ -209,10 +209,9 @@ def _dep_rows(
     filtered = _dep_filter(node, dep, renamed, source.schema) if dep.filters else None
     # System columns a filter names are the upstream's own (no rename): read and kept
     # beside the renamed columns, for the filter alone.
-    present = set(source.schema.names)
     filtered_names = {n.name for n in (filtered.find_all(exp.Column) if filtered else ())}
-    system = [n for n in c.SYSTEM_COLUMNS if n in filtered_names and n in present]
-    names = [renamed[i] for i in up.spec.id_columns] + [renamed[u] for u in chosen]
+    system = [n for n in c.SYSTEM_COLUMNS if n in filtered_names and n in names]
+    every = [renamed[i] for i in up.spec.id_columns] + [renamed[u] for u in chosen]
     if not payload:
         named = set(key) | filtered_names
         users = [u for u in users if renamed[u] in named]
@@ -255,7 +254,7 @@ def _dep_rows(
     if filtered is not None:
         rows = rows.where(filtered, copy=False)
     if dep.lineage.kind != "N:1":
-        return rows, kept, [*names, dv]
+        return rows, kept, [*every, dv]
     # One row per group; per upstream field, the group's data versions ordered by the
     # upstream ids, joined with "|" and hashed (recipe 13).
     on = list(dep.lineage.on or ())
