@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 import mxd_cli as mx
 from mxd_cli.definitions import FeatureKey, Registry, collecting
 from mxd_cli.engine.increment import Increment
+from mxd_cli.engine.status import stale_causes
 from mxd_cli.graph import FeatureGraph
 from mxd_cli.store import columns as c
 from mxd_cli.store.base import MetadataStore
@@ -398,6 +399,12 @@ class Pipeline:
             if narrowed is not None:
                 assert_same(f"{label} {key} (narrowed)", narrowed, want)
                 assert narrowed.counts == got.counts, f"{label} {key}: narrowed counts"
+                if got.counts["stale"]:
+                    # Status's causes: attributed from the touched samples' sources when
+                    # narrowed, by comparing upstream rows then and now in full.
+                    assert stale_causes(steps.session, node, narrowed) == stale_causes(
+                        steps.session, node, got
+                    ), f"{label} {key}: causes"
                 if self.always_narrowed:
                     assert narrowed.narrowed is not None, f"{label} {key}: not narrowed"
             steps.write(key, got)

@@ -84,6 +84,9 @@ class Increment:
     #: Narrowed resolves asked to explain: every stored row of the touched samples (kept),
     #: with their field provenance.
     own_rows: TableSource | None = None
+    #: Narrowed resolves: the touched samples' keys and the source that touched each
+    #: (see :class:`Touched`).
+    touched: exp.Table | None = None
     #: An expansion's current child rows (the samples' physical rows), counted on demand.
     children: exp.Select | None = field(default=None, repr=False)
     _rows: pl.DataFrame | None = field(default=None, repr=False)
@@ -170,10 +173,18 @@ def resolve(
     """
     node = session.graph[key]
     skey = list(sample_key(node))
-    touched: exp.Expr | None = None
+    found: Touched | None = None
     if baseline is not None and not node.is_root and restrict is None and not full:
-        touched = _touched(session, node, skey, baseline)
-    expected = _expected(session, node, samples, touched, payload=payload or restrict is not None)
+        found = _touched(session, node, skey, baseline)
+    touched = None if found is None else found.keys
+    expected = _expected(
+        session,
+        node,
+        samples,
+        touched,
+        payload=payload or restrict is not None,
+        recent=None if found is None else found.recent,
+    )
     query = expected.query if expected is not None else None
     if query is not None and restrict is not None:
         query = (
@@ -282,6 +293,7 @@ def resolve(
         moved_fields=moved,
         children=children,
         own_rows=own_touched if explain else None,
+        touched=touched,
     )
 
 
@@ -304,6 +316,7 @@ def _expected(
     touched: exp.Expr | None,
     *,
     payload: bool = True,
+    recent: Mapping[int, TableSource] | None = None,
 ) -> ExpectedPlan | None:
     if node.is_root:
         if samples is None:
@@ -320,16 +333,34 @@ def _expected(
         touched=touched,
         keep=lambda query, prefix: session.keep(node.key, query, prefix),
         payload=payload,
+        recent=recent,
     )
+
+
+@dataclass(frozen=True)
+class Touched:
+    """The samples touched since a baseline, and what their reading can skip."""
+
+    #: Their keys, with ``__mxd_src``: the one source that touched a sample (a dep's
+    #: index, or -1 for the feature's own table), or null when several did.
+    keys: exp.Table
+    #: Per dep index: the upstream's rows written since the mark, where they hold the
+    #: current row of every touched sample (so the upstream's table need not be searched).
+    recent: Mapping[int, TableSource]
+
+
+#: The column of :attr:`Touched.keys` naming the source that touched a sample.
+SOURCE = "__mxd_src"
 
 
 def _touched(
     session: Session, node: FeatureNode, skey: Sequence[str], baseline: Baseline
-) -> exp.Expr | None:
-    """Sample keys touched since the baseline (a query), or None to resolve everything."""
+) -> Touched | None:
+    """Sample keys touched since the baseline, or None to resolve everything."""
     store = session.store
     parts: list[exp.Select] = []
-    for dep in node.spec.deps:
+    candidates: dict[int, tuple[TableSource, list[str], exp.Expr]] = {}
+    for i, dep in enumerate(node.spec.deps):
         holder = session.holder(dep.feature)
         then = baseline.upstream.get(dep.feature)
         if holder is not store or then is None or then[0] != store.name:
@@ -342,10 +373,19 @@ def _touched(
         sources = [inverse.get(k, k) for k in skey]
         if any(s not in up_ids for s in sources):
             return None
+        later = store.later_than_mark(dep.feature.parts, then[1])
+        source = session.locate(dep.feature)
+        if later is not None and source is not None and sorted(sources) == sorted(up_ids):
+            # One upstream row per sample: when each touched sample's current row is among
+            # the rows written since, they stand in for the table (read through the
+            # stamps' zone maps, only the columns each query needs).
+            recent = _relation(changed.copy(), "__mxd_recent")
+            candidates[i] = (TableSource(recent, source.schema, source.store), sources, later)
         parts.append(
-            exp.select(*(alias(col(s), k) for s, k in zip(sources, skey, strict=True))).from_(
-                _relation(changed, "__mxd_changed"), copy=False
-            )
+            exp.select(
+                *(alias(col(s), k) for s, k in zip(sources, skey, strict=True)),
+                alias(lit(i), SOURCE),
+            ).from_(_relation(changed, "__mxd_changed"), copy=False)
         )
     if baseline.own != "" or store.has(node.key.parts):
         # (A feature that has never had a table, then or now, has no rows of its own that
@@ -354,23 +394,59 @@ def _touched(
         if own is None:
             return None
         parts.append(
-            exp.select(*(col(k) for k in skey)).from_(
+            exp.select(*(col(k) for k in skey), alias(lit(-1), SOURCE)).from_(
                 _relation(own, "__mxd_own_changed"), copy=False
             )
         )
     union: exp.Expr = parts[0]
     for part in parts[1:]:
         union = exp.union(union, part, distinct=False, copy=False)
+    one = exp.case().when(
+        exp.func("min", col(SOURCE)).eq(exp.func("max", col(SOURCE))), exp.func("min", col(SOURCE))
+    )
     keys = (
-        exp.select(*(col(k) for k in skey))
+        exp.select(*(col(k) for k in skey), alias(one, SOURCE))
         .from_(_relation(union, "__mxd_t"), copy=False)
-        .distinct(copy=False)
+        .group_by(*(col(k) for k in skey), copy=False)
     )
     table = session.keep(node.key, keys, "__mxd_touched")
     count = session.engine.count(table)
     if baseline.stored and count > _NARROW_LIMIT * baseline.stored:
         return None  # most samples changed: one full pass is cheaper
-    return table
+    return Touched(table, _recent(session, node, skey, table, candidates))
+
+
+def _recent(
+    session: Session,
+    node: FeatureNode,
+    skey: Sequence[str],
+    touched: exp.Table,
+    candidates: Mapping[int, tuple[TableSource, list[str], exp.Expr]],
+) -> dict[int, TableSource]:
+    """The candidates whose rows written since the mark hold, for every touched sample,
+    a row at the upstream's feature version later than all rows held at the mark: that
+    row's sample has its current row among them (the later rows are all there)."""
+    recent: dict[int, TableSource] = {}
+    for i, (rows, sources, later) in candidates.items():
+        dep = node.spec.deps[i]
+        version = col(c.FEATURE_VERSION).eq(lit(session.feature_version(dep.feature)))
+        if c.FEATURE_VERSION not in rows.schema.names:
+            continue
+        found = (
+            exp.select(*(alias(col(s), k) for s, k in zip(sources, skey, strict=True)))
+            .from_(rows.ref.copy())
+            .where(exp.and_(version, later.copy()), copy=False)
+        )
+        missing = (
+            exp.select("*")
+            .from_(touched.copy())
+            .join(
+                found.subquery("__mxd_found", copy=False), using=tuple(skey), join_type="left anti"
+            )
+        )
+        if session.engine.count(missing) == 0:
+            recent[i] = rows
+    return recent
 
 
 def _stored_before(
@@ -417,4 +493,4 @@ def _relation(query: exp.Expr, name: str) -> exp.Expr:
     return query.subquery(name, copy=False)
 
 
-__all__ = ["COUNTS", "Baseline", "Increment", "lit", "resolve", "stored_rows"]
+__all__ = ["COUNTS", "SOURCE", "Baseline", "Increment", "Touched", "lit", "resolve", "stored_rows"]

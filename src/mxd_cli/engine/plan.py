@@ -17,8 +17,8 @@ the tables live.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 from sqlglot import exp
@@ -177,6 +177,7 @@ def _dep_rows(
     keep: Keep | None = None,
     narrowed_into: dict[FeatureKey, TableSource] | None = None,
     payload: bool = True,
+    recent: TableSource | None = None,
 ) -> tuple[exp.Select, list[str], list[str]]:
     """One dependency's rows, ready to join: renamed ids and user columns and its data
     versions (``__mxd_dv_<i>``); grouped for aggregation lineage. Also the names its rows
@@ -184,7 +185,9 @@ def _dep_rows(
 
     Without ``payload`` only the user columns that the join key and the dep's filters
     name are read: provenance needs the data versions alone, and in a large table the
-    other columns cost most of a read (no asset will see these rows)."""
+    other columns cost most of a read (no asset will see these rows). ``recent``: the
+    upstream's rows written since its mark, which hold every touched sample's current row
+    (read instead of the table)."""
     up = graph[dep.feature]
     dv = f"{DV_PREFIX}{index}"
     names = list(source.schema.names)
@@ -217,7 +220,9 @@ def _dep_rows(
         users = [u for u in users if renamed[u] in named]
         chosen = [u for u in chosen if u in users]
         renamed = {n: renamed[n] for n in [*up.spec.id_columns, *users]}
-    if touched is not None:
+    if touched is not None and recent is not None:
+        source = recent
+    elif touched is not None:
         # Only the touched samples' rows, taken out once before the latest-row pass (so the
         # pass runs over them, not the whole table): the join key in the upstream's names.
         inverse = {new: old for old, new in renamed.items()}
@@ -314,6 +319,7 @@ def expected_rows(
     touched: exp.Expr | None = None,
     keep: Keep | None = None,
     payload: bool = True,
+    recent: Mapping[int, TableSource] | None = None,
 ) -> ExpectedPlan | None:
     """Expected rows of a downstream feature with upstream columns and provenance; None
     when nothing can be expected (a required upstream has no table). Without ``payload``
@@ -341,6 +347,9 @@ def expected_rows(
             keep,
             upstream_rows,
             payload,
+            None
+            if recent is None or i not in recent
+            else replace(recent[i], ref=recent[i].ref.copy()),
         )
     if not prepared:
         return None

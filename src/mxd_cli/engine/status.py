@@ -17,7 +17,7 @@ import polars as pl
 from sqlglot import exp
 
 from mxd_cli.definitions.keys import FeatureKey
-from mxd_cli.engine.increment import Increment
+from mxd_cli.engine.increment import SOURCE, Increment
 from mxd_cli.engine.plan import CHANGE, LATEST_ROW_COLUMNS, current_rows, narrowed
 from mxd_cli.engine.session import Session
 from mxd_cli.engine.sql import alias, col, in_keys, lit, sum_if
@@ -102,7 +102,7 @@ def feature_status(
         where = "returned by the asset" if root else "available upstream"
         result.causes.append(f"{_plural(counts['new'], 'new sample')} {where}")
     if counts["stale"] and increment is not None:
-        result.causes.extend(_stale_causes(session, node, increment))
+        result.causes.extend(stale_causes(session, node, increment))
     if counts["orphaned"]:
         gone = "no longer returned by the asset" if root else "no longer produced upstream"
         result.causes.append(f"{_plural(counts['orphaned'], 'stored sample')} {gone}")
@@ -168,7 +168,7 @@ def _version_change(session: Session, node: FeatureNode, feature_version: str) -
     return causes
 
 
-def _stale_causes(session: Session, node: FeatureNode, increment: Increment) -> list[str]:
+def stale_causes(session: Session, node: FeatureNode, increment: Increment) -> list[str]:
     """Attribute stale samples to what changed under them: for a root, the fields whose
     provenance moved; downstream, the upstreams whose fields (those this feature reads)
     changed since the stored row was written (upstream tables are append-only, so the row
@@ -190,7 +190,52 @@ def _stale_causes(session: Session, node: FeatureNode, increment: Increment) -> 
         .where(col(CHANGE).eq(lit("stale")), copy=False)
     )
     stale = exp.select("*").from_(session.keep(node.key, stale, "__mxd_stale"))
-    version = session.feature_version(node.key)
+    if node.is_root:
+        stored = _stored(session, node, increment, stale, keys)
+        moved = _changed_fields(session, node, stale, stored, keys)
+        return [f"{_plural(stale_count, 'sample')} changed{moved}"]
+    single: dict[int, int] = {}
+    if increment.touched is not None:
+        # Narrowed: a stale sample that one upstream alone touched since the checkpoint
+        # (when every sample was up to date) is that upstream's, with no history read.
+        # The others (touched by several sources, or by the feature's own rows) are
+        # compared below, then against now.
+        touched = exp.select("*").from_(increment.touched.copy())
+        by_source = (
+            exp.select(col(SOURCE), exp.func("count", exp.Star()))
+            .from_(stale.subquery("__mxd_s", copy=False))
+            .join(touched.subquery("__mxd_tk", copy=False), using=tuple(keys))
+            .where(col(SOURCE) >= 0, copy=False)
+            .group_by(col(SOURCE), copy=False)
+        )
+        single = {int(i): int(n) for i, n in engine.rows(by_source)}
+        rest = (
+            exp.select(*(col(k) for k in keys), col(c.PROVENANCE_BY_FIELD))
+            .from_(stale.subquery("__mxd_s", copy=False))
+            .join(touched.subquery("__mxd_tk", copy=False), using=tuple(keys))
+            .where(exp.or_(col(SOURCE).is_(exp.null()), col(SOURCE) < 0), copy=False)
+        )
+        stale = exp.select("*").from_(session.keep(node.key, rest, "__mxd_stale"))
+        single = {i: n for i, n in single.items() if _read_fields(session, node, i, keys)}
+    compared = (
+        {}
+        if increment.touched is not None and engine.count(stale) == 0
+        else _compared(session, node, increment, stale, keys)
+    )
+    causes = []
+    for i, dep in enumerate(node.spec.deps):
+        changed = single.get(i, 0) + compared.get(i, 0)
+        if changed:
+            causes.append(f"upstream {dep.feature}: {_plural(changed, 'sample')} changed")
+    return causes or [f"{_plural(stale_count, 'sample')} changed upstream"]
+
+
+def _stored(
+    session: Session, node: FeatureNode, increment: Increment, stale: exp.Select, keys: list[str]
+) -> exp.Select:
+    """The stale samples' stored rows (kept): keys, field provenance, when written."""
+    own = session.locate(node.key)
+    assert own is not None
     mine = narrowed(
         increment.own_rows or own,  # (a narrowed resolve read the touched samples' rows)
         [*keys, *node.spec.id_columns, c.PROVENANCE_BY_FIELD, *LATEST_ROW_COLUMNS],
@@ -200,36 +245,32 @@ def _stale_causes(session: Session, node: FeatureNode, increment: Increment) -> 
     stored = current_rows(
         mine,
         node.spec.id_columns,
-        version,
+        session.feature_version(node.key),
         [*keys, c.PROVENANCE_BY_FIELD, c.UPDATED_AT],
         name="__mxd_sc",
     )
-    stored = exp.select("*").from_(session.keep(node.key, stored, "__mxd_stored"))
-    if node.is_root:
-        moved = _changed_fields(session, node, stale, stored, keys)
-        return [f"{_plural(stale_count, 'sample')} changed{moved}"]
+    return exp.select("*").from_(session.keep(node.key, stored, "__mxd_stored"))
+
+
+def _compared(
+    session: Session, node: FeatureNode, increment: Increment, stale: exp.Select, keys: list[str]
+) -> dict[int, int]:
+    """Stale samples compared with their upstreams' rows then (when the stored row was
+    written) and now: per dep index, how many of them moved under it."""
+    engine = session.engine
+    stored = _stored(session, node, increment, stale, keys)
     ours = (
         exp.select(*(col(k) for k in keys), alias(exp.func("max", col(c.UPDATED_AT)), "__mxd_ours"))
         .from_(stored.subquery("__mxd_stored", copy=False))
         .group_by(*(col(k) for k in keys), copy=False)
     )
-    causes: list[str] = []
-    for dep in node.spec.deps:
+    compared: dict[int, int] = {}
+    for index, dep in enumerate(node.spec.deps):
         source = session.locate(dep.feature)
         rename = dict(dep.rename or {})
         up_ids = session.graph[dep.feature].spec.id_columns
-        ids = [rename.get(i, i) for i in up_ids]
-        if source is None or sorted(ids) != sorted(keys):
-            continue
-        read_fields = sorted(
-            {
-                p.field.struct_key
-                for parents in node.parent_fields.values()
-                for p in parents
-                if p.feature == dep.feature
-            }
-        )
-        if not read_fields:
+        read_fields = _read_fields(session, node, index, keys)
+        if source is None or not read_fields:
             continue
         renamed = [alias(col(i), rename.get(i, i)) for i in up_ids]
         theirs = exp.select(*(alias(col(rename.get(i, i)), i) for i in up_ids)).from_(
@@ -273,7 +314,7 @@ def _stale_causes(session: Session, node: FeatureNode, increment: Increment) -> 
             up_ids,
             session.feature_version(dep.feature),
             [*up_ids, c.DATA_VERSION_BY_FIELD],
-            name=f"__mxd_now_{len(causes)}",
+            name=f"__mxd_now_{index}",
         )
         now_renamed = exp.select(*renamed, alias(col(c.DATA_VERSION_BY_FIELD), "__mxd_now")).from_(
             now.subquery("__mxd_now_rows", copy=False)
@@ -288,16 +329,35 @@ def _stale_causes(session: Session, node: FeatureNode, increment: Increment) -> 
             ),
             copy=False,
         )
+        # Per stale sample: an upstream row that came or went under it counts as a change
+        # too (an optional dep's sample removed, or added).
         changed = engine.rows(
             exp.select(sum_if(differs))
-            .from_(latest_then.subquery("__mxd_lt", copy=False))
-            .join(
-                now_renamed.subquery("__mxd_nr", copy=False), using=tuple(keys), join_type="inner"
-            )
+            .from_(ours.subquery("__mxd_o", copy=False))
+            .join(latest_then.subquery("__mxd_lt", copy=False), using=tuple(keys), join_type="left")
+            .join(now_renamed.subquery("__mxd_nr", copy=False), using=tuple(keys), join_type="left")
         )[0][0]
-        if changed:
-            causes.append(f"upstream {dep.feature}: {_plural(int(changed), 'sample')} changed")
-    return causes or [f"{_plural(stale_count, 'sample')} changed upstream"]
+        compared[index] = int(changed or 0)
+    return compared
+
+
+def _read_fields(session: Session, node: FeatureNode, index: int, keys: list[str]) -> list[str]:
+    """The fields of dep ``index`` that the feature's fields read, where the dep's rows
+    are the samples' own (its ids, renamed, are the sample key): the deps a stale sample
+    is attributed to. Empty for the others."""
+    dep = node.spec.deps[index]
+    rename = dict(dep.rename or {})
+    ids = [rename.get(i, i) for i in session.graph[dep.feature].spec.id_columns]
+    if sorted(ids) != sorted(keys):
+        return []
+    return sorted(
+        {
+            p.field.struct_key
+            for parents in node.parent_fields.values()
+            for p in parents
+            if p.feature == dep.feature
+        }
+    )
 
 
 def _changed_fields(

@@ -212,6 +212,13 @@ class MetadataStore(abc.ABC):
         None where it cannot (a table version or a file list tells them apart instead)."""
         return None
 
+    def later_than_mark(self, table: Table, mark: str) -> exp.Expr | None:
+        """A condition on a row's stamps under which it comes after every row ``table``
+        held at ``mark`` in the current-row order (``coalesce(deleted_at, updated_at)``,
+        strictly): among a sample's rows, such a row or a later one is current. None
+        where the backend cannot bound the stamps of the rows held then."""
+        return None
+
     # ---- writes --------------------------------------------------------------------------
     @abc.abstractmethod
     def append(self, table: Table, data: pl.DataFrame | pa.Table) -> int:

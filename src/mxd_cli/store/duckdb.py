@@ -449,6 +449,25 @@ class DuckDBStore(MetadataStore):
         self._marks[name] = "|".join(str(v) for v in row)
         return self._marks[name]
 
+    def later_than_mark(self, table: Table, mark: str) -> exp.Expr | None:
+        if mark == "":
+            return exp.true()
+        if self._newer(mark) is None:
+            return None
+        # The mark holds the greatest of each stamp then: a row whose current-row stamp
+        # exceeds both comes after every row held then.
+        stamp = exp.func("coalesce", col(c.DELETED_AT), col(c.UPDATED_AT))
+        after = [
+            exp.func(
+                "coalesce",
+                stamp.copy() > exp.cast(exp.Literal.string(then), "TIMESTAMPTZ"),
+                exp.false(),
+            )
+            for then in mark.split("|")[1:]
+            if then != "None"
+        ]
+        return exp.and_(*after) if after else exp.true()
+
     def _newer(self, mark: str) -> tuple[int, list[exp.Expr]] | None:
         """The row count a mark recorded, and the conditions (one per stamp column, any of
         them) of the rows written after it."""

@@ -91,6 +91,11 @@ class OverlayStore(MetadataStore):
             return None
         return self.base.written_after(table, mark)
 
+    def later_than_mark(self, table: Table, mark: str) -> exp.Expr | None:
+        if self.physical_name(table) in self._added:
+            return None
+        return self.base.later_than_mark(table, mark)
+
     def _keep(self, table: Table, temp: exp.Table) -> None:
         name = self.physical_name(table)
         self._added.setdefault(name, []).append(temp)
