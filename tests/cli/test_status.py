@@ -433,3 +433,37 @@ def test_a_written_root_is_not_searched_again_for_the_samples_it_touched(
     assert by_feature(full)["demo/c"]["causes"] == row["causes"]
     assert mxd("materialize", cwd=root).exit_code == 0
     assert by_feature(status_json(root)[1])["demo/c"]["status"] == "up_to_date"
+
+
+ONE_ROOT = """
+class A(mx.BaseFeature, spec=mx.FeatureSpec(key="demo/a", id_columns=["id"],
+        fields=[mx.FieldSpec(key="a", code_version="1")])):
+    a: str
+
+@mx.asset(A)
+def a(ctx):
+    return pl.read_csv(ctx.project_dir / "a.csv")
+"""
+
+
+def test_ids_of_another_type_than_the_stored_ones_are_refused(
+    make_project: Callable[..., Path],
+) -> None:
+    """A root asset whose ids change type (integers, then strings) is told so: status
+    reports the feature as an error, a run fails it (exit 1), and no row is written."""
+    root = make_project(ONE_ROOT)
+    (root / "a.csv").write_text("id,a\n1,x\n2,y\n")
+    assert mxd("materialize", cwd=root).exit_code == 0
+    (root / "a.csv").write_text("id,a\nk1,x\nk2,y\n")
+    message = "id column 'id' is String in the new samples but Int64 in the store"
+    code, report = status_json(root)
+    row = by_feature(report)["demo/a"]
+    assert (code, row["status"]) == (0, "error")
+    assert message in row["causes"][0]
+    run = mxd("materialize", cwd=root)
+    assert run.exit_code == 1
+    assert message in run.stderr
+    import duckdb
+
+    with duckdb.connect(str(root / ".mxd" / "dev.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM demo__a").fetchone() == (2,)

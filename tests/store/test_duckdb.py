@@ -59,6 +59,24 @@ def test_duckdb_memory_is_bounded_unless_the_store_says_otherwise(tmp_path: Path
     assert limit({"config": {"memory_limit": "4GB"}}) == "3.7 GiB"
 
 
+def test_no_connection_draws_duckdbs_own_progress_bar(tmp_path: Path) -> None:
+    """DuckDB draws a progress bar on the terminal for a query past 2 s (on stderr, even
+    under --json); every connection and cursor mxd opens turns it off, and reads in UTC."""
+    from mxd_cli.store.delta import DeltaStore
+
+    asked = "SELECT current_setting('enable_progress_bar'), current_setting('TimeZone')"
+    with DuckDBStore("s", {"database": str(tmp_path / "s.duckdb")}) as store:
+        engine = store.engine()
+        assert engine.rows(asked) == [(False, "UTC")]
+        assert engine.side_arrow(asked).to_pylist()[0] == {
+            "current_setting('enable_progress_bar')": False,
+            "current_setting('TimeZone')": "UTC",
+        }
+        assert store._writer_con().execute(asked).fetchall() == [(False, "UTC")]
+    with DeltaStore("d", {"root_path": str(tmp_path / "delta")}) as delta:
+        assert delta.engine().rows(asked) == [(False, "UTC")]
+
+
 @pytest.fixture
 def held_database(tmp_path: Path, make_rows: MakeRows) -> Iterator[Callable[[float], Path]]:
     """A database file with one table, and a way to have another process hold it."""

@@ -36,7 +36,7 @@ from mxd_cli.errors import ConfigError, StoreError
 from mxd_cli.store.base import MetadataStore, Table, split_where
 from mxd_cli.store.duckdb import FIXED_SETTINGS
 from mxd_cli.store.registry import Backend, Option, register
-from mxd_cli.store.sql_engine import DuckDBEngine, SqlEngine, duckdb_engine
+from mxd_cli.store.sql_engine import SESSION, DuckDBEngine, SqlEngine, duckdb_engine
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
@@ -260,7 +260,7 @@ class DeltaStore(MetadataStore):
             import duckdb
 
             con = duckdb.connect(":memory:", config=dict(FIXED_SETTINGS))
-            con.execute("SET TimeZone = 'UTC'")
+            con.execute(SESSION)
             self._engine = DuckDBEngine(con, location=self.root_path)
         return self._engine
 

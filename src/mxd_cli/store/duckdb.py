@@ -26,7 +26,7 @@ from mxd_cli.errors import ConfigError, StoreError, did_you_mean
 from mxd_cli.store import columns as c
 from mxd_cli.store.base import MetadataStore, Table, col
 from mxd_cli.store.registry import Backend, Option, register
-from mxd_cli.store.sql_engine import DuckDBEngine, SqlEngine, duckdb_engine
+from mxd_cli.store.sql_engine import SESSION, DuckDBEngine, SqlEngine, duckdb_engine
 
 if TYPE_CHECKING:
     import duckdb
@@ -266,7 +266,7 @@ class DuckDBStore(MetadataStore):
         if self._memory or (self.read_only and not self._exists):
             # (A read-only store whose file does not exist yet: an empty database.)
             con = duckdb.connect(":memory:", config=self._settings)
-            con.execute("SET TimeZone = 'UTC'")
+            con.execute(SESSION)
             return con
         if os.path.isdir(self.database):
             raise StoreError(
@@ -306,7 +306,7 @@ class DuckDBStore(MetadataStore):
             if note is not None:
                 note.unlink(missing_ok=True)
         try:
-            con.execute("SET TimeZone = 'UTC'")
+            con.execute(SESSION)
             if not self._verified:
                 _check_intact(con, self.database)
                 self._verified = True
@@ -357,7 +357,7 @@ class DuckDBStore(MetadataStore):
         """A cursor for writes: they may run while a result stream is open on the engine."""
         if self._writer is None:
             self._writer = self.engine().con.cursor()
-            self._writer.execute("SET TimeZone = 'UTC'")
+            self._writer.execute(SESSION)
         return self._writer
 
     # ---- tables ------------------------------------------------------------------------

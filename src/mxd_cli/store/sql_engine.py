@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     import duckdb
 
 DIALECT = "duckdb"
+#: Each DuckDB connection's (and cursor's) own settings: timestamps read in UTC, and no
+#: progress bar of DuckDB's on the terminal for a query past 2 s, beside mxd's (or, with
+#: --json, alone).
+SESSION = "SET TimeZone = 'UTC'; SET enable_progress_bar = false"
 
 # Algorithm -> how DuckDB computes its digest text: a built-in function, or an Arrow UDF.
 _NATIVE = {"md5": "md5", "sha256": "sha256"}
@@ -265,6 +269,7 @@ class DuckDBEngine(SqlEngine):
         what it creates must live in the database, not among temporary objects."""
         cursor = self.con.cursor()
         try:
+            cursor.execute(SESSION)
             cursor.execute(self.render(query))
         except _duckdb_error() as exc:
             raise StoreError(f"{self.location}: {exc}") from exc
@@ -314,6 +319,7 @@ class DuckDBEngine(SqlEngine):
         self._ensure_functions(self.con)
         cursor = self.con.cursor()
         try:
+            cursor.execute(SESSION)
             return cursor.sql(sql).to_arrow_table()
         except _duckdb_error() as exc:
             raise StoreError(f"{self.location}: {exc}") from exc
