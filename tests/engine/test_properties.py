@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 import mxd_cli as mx
 from mxd_cli.definitions import FeatureKey, Registry, collecting
-from mxd_cli.engine.increment import Increment
+from mxd_cli.engine.increment import Baseline, Increment
 from mxd_cli.engine.status import stale_causes
 from mxd_cli.graph import FeatureGraph
 from mxd_cli.store import columns as c
@@ -326,6 +326,8 @@ class Pipeline:
         self.oracle = Oracle(self.graph, algorithm=scenario.algorithm, length=scenario.length)
         # Per downstream feature, the checkpoint its last step left (as a run records it).
         self.checkpoints: dict[FeatureKey, tuple[str, int]] = {}
+        # Per root: its table's write mark after its last step, and the samples it held.
+        self.root_marks: dict[FeatureKey, tuple[str, int]] = {}
 
     def close(self) -> None:
         self.store.close()
@@ -395,6 +397,15 @@ class Pipeline:
             got = self.resolve(steps, key)
             want = self.oracle.resolve(key, self.oracle_samples(index) if node.is_root else None)
             assert_same(f"{label} {key}", got, want)
+            if node.is_root and key in self.root_marks:
+                # From its last step's checkpoint: while the table is as then, and held one
+                # row per sample, its current rows are read without the latest-row pass.
+                mark, stored = self.root_marks[key]
+                again = steps.resolve(
+                    key, self.root_frame(index), baseline=Baseline(mark, {}, stored)
+                )
+                assert_same(f"{label} {key} (from its checkpoint)", again, want)
+                assert again.counts == got.counts, f"{label} {key}: counts from its checkpoint"
             narrowed = None if node.is_root else self.narrowed(steps, key)
             if narrowed is not None:
                 assert_same(f"{label} {key} (narrowed)", narrowed, want)
@@ -409,6 +420,14 @@ class Pipeline:
                     assert narrowed.narrowed is not None, f"{label} {key}: not narrowed"
             steps.write(key, got)
             self.oracle.apply(key, want)
+            if node.is_root:
+                mark = self.store.write_mark(key.parts)
+                counts = got.counts
+                if mark is not None:
+                    self.root_marks[key] = (
+                        mark,
+                        counts["unchanged"] + counts["new"] + counts["stale"],
+                    )
             state = None if node.is_root else self.state(steps, key)
             if state is not None:
                 counts = got.counts
