@@ -156,14 +156,6 @@ class ExpectedPlan:
     upstream_rows: dict[FeatureKey, TableSource] = field(default_factory=dict)
 
 
-def _dtypes(schema: pa.Schema) -> dict[str, object]:
-    import polars as pl
-
-    frame = pl.from_arrow(pa.Table.from_batches([], schema=schema))
-    assert isinstance(frame, pl.DataFrame)
-    return dict(frame.schema)
-
-
 def _dep_rows(
     node: FeatureNode,
     graph: FeatureGraph,
@@ -285,7 +277,7 @@ def _dep_filter(
     the rename); a filter naming a column by its old name is told the new one."""
     from mxd_cli.engine.filters import parse_filters
 
-    types = _dtypes(schema)
+    types = c.polars_types(schema)
     columns = {renamed.get(n, n): t for n, t in types.items()}
     for system in c.SYSTEM_COLUMNS:
         if system in types:

@@ -27,6 +27,7 @@ from mxd_cli.engine.plan import TableSource, current_rows, expands, join_key, sa
 from mxd_cli.engine.sql import and_all, col, in_keys, lit
 from mxd_cli.errors import FilterError, did_you_mean
 from mxd_cli.graph import FeatureGraph, FeatureNode
+from mxd_cli.store.columns import polars_types
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,7 @@ class Restrictions:
             current = None
             columns: tuple[str, ...] = ()
             if stored is not None and stored_has:
-                current = self.spec.condition(node, _types(stored.schema), pool)
+                current = self.spec.condition(node, types_of(stored.schema), pool)
                 columns = tuple(sorted(wanted))
             found = FeatureRestriction(condition, columns, current)
         self.by_feature[node.key] = found
@@ -273,7 +274,7 @@ class Restrictions:
         parents = (
             exp.select(*(col(k) for k in keys))
             .from_(rows.subquery("__mxd_children", copy=False))
-            .where(self.spec.condition(node, _types(stored.schema)), copy=False)
+            .where(self.spec.condition(node, types_of(stored.schema)), copy=False)
             .distinct(copy=False)
         )
         condition = in_keys(keys, parents.subquery("__mxd_parents", copy=False))
@@ -296,7 +297,7 @@ class Restrictions:
             # Its own columns, absent from its table when compiled (written since?).
             if not self.spec.columns_of(node) <= set(source.schema.names):
                 return None
-            where = self.spec.condition(node, _types(source.schema), pool)
+            where = self.spec.condition(node, types_of(source.schema), pool)
         if where is None:
             return None
         rows = current_rows(
@@ -310,14 +311,6 @@ class Restrictions:
         )
 
 
-def _types(schema: pa.Schema) -> dict[str, object]:
-    import polars as pl
-
-    frame = pl.from_arrow(pa.Table.from_batches([], schema=schema))
-    assert isinstance(frame, pl.DataFrame)
-    return dict(frame.schema)
-
-
 def types_of(schema: pa.Schema) -> dict[str, object]:
     """Polars types of an Arrow schema (what the filter compiler checks against)."""
-    return _types(schema)
+    return dict(polars_types(schema))

@@ -205,12 +205,8 @@ def _check_stored_id_types(
 ) -> None:
     if not stored:
         return
-    # An empty table: given an array, Polars imports pyarrow.compute (0.1-0.4 s), and
-    # pa.array imports pandas.
     schema = pa.schema([(k, stored[k]) for k in types if k in stored])
-    frame = pl.from_arrow(pa.Table.from_batches([], schema=schema))
-    assert isinstance(frame, pl.DataFrame)
-    for k, was in frame.schema.items():
+    for k, was in c.polars_types(schema).items():
         if was != types[k]:
             raise _fail(
                 asset,

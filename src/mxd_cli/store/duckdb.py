@@ -148,11 +148,8 @@ def _writable(frame: pl.DataFrame, stored: pa.Schema | None) -> pl.DataFrame:
     for name, dtype in frame.schema.items():
         if dtype == pl.Null:
             if name in known:
-                series = pl.from_arrow(
-                    pa.nulls(0, type=known[name])
-                )  # (pa.array imports pandas: 0.2 s)
-                assert isinstance(series, pl.Series)
-                casts.append(pl.col(name).cast(series.dtype))
+                stored_type = c.polars_types(pa.schema([(name, known[name])]))[name]
+                casts.append(pl.col(name).cast(stored_type))
             else:
                 dropped.append(name)
         elif isinstance(dtype, pl.Datetime):
