@@ -285,10 +285,15 @@ def _compared(
             in_keys(list(up_ids), theirs.subquery("__mxd_theirs")),
             lambda q, prefix: session.keep(node.key, q, prefix),
         )
-        history = exp.select(*renamed, col(c.UPDATED_AT), col(c.DATA_VERSION_BY_FIELD)).from_(
-            theirs_rows.ref.copy()
-        )
-        order = exp.Order(expressions=[exp.Ordered(this=col(c.UPDATED_AT), desc=True)])
+        # A tombstone keeps the row's updated_at: it is stamped by its deleted_at, and
+        # from then on the sample had no row (no data version).
+        alive = col(c.DELETED_AT).is_(exp.null())
+        history = exp.select(
+            *renamed,
+            alias(exp.func("coalesce", col(c.DELETED_AT), col(c.UPDATED_AT)), "__mxd_stamp"),
+            alias(exp.case().when(alive, col(c.DATA_VERSION_BY_FIELD)), c.DATA_VERSION_BY_FIELD),
+        ).from_(theirs_rows.ref.copy())
+        order = exp.Order(expressions=[exp.Ordered(this=col("__mxd_stamp"), desc=True)])
         then = (
             exp.select(
                 *(col(k, "h") for k in keys),
@@ -302,7 +307,7 @@ def _compared(
             )
             .from_(history.subquery("h", copy=False))
             .join(ours.subquery("o", copy=False), using=tuple(keys), join_type="inner")
-            .where(col(c.UPDATED_AT, "h") <= col("__mxd_ours", "o"), copy=False)
+            .where(col("__mxd_stamp", "h") <= col("__mxd_ours", "o"), copy=False)
         )
         latest_then = (
             exp.select("*")
