@@ -14,6 +14,7 @@ import mxd_cli as mx
 from mxd_cli.definitions import FeatureKey, Registry, collecting
 from mxd_cli.definitions.asset import AssetDefinition
 from mxd_cli.engine.assets import call_asset, root_samples
+from mxd_cli.engine.roots import frames
 from mxd_cli.errors import AssetError
 
 KEY = FeatureKey.parse("t/raw")
@@ -68,3 +69,24 @@ def test_bad_outputs_and_exceptions_name_the_asset() -> None:
         AssetError, match=r"asset 'test_bad_outputs.*boom' of t/raw raised KeyError"
     ):
         call_asset(asset_of(boom), ctx())
+
+
+def test_a_lazy_root_is_streamed_whatever_engine_the_process_prefers(tmp_path: Path) -> None:
+    """A root asset's lazy frame is read in batches even where Polars is told to prefer
+    its in-memory engine (which collected it whole first: 1.7 GB for 10M captions)."""
+    path = tmp_path / "rows.parquet"
+    n = 200_000
+    pl.DataFrame({"id": [f"s{i}" for i in range(n)], "x": range(n)}).write_parquet(
+        path, row_group_size=20_000
+    )
+    seen: list[int] = []
+
+    def note(frame: pl.DataFrame) -> pl.DataFrame:
+        seen.append(frame.height)
+        return frame
+
+    lazy = pl.scan_parquet(path).map_batches(note, streamable=True)
+    with pl.Config(engine_affinity="in-memory"):
+        heights = [f.height for f in frames(lazy, asset_of(lambda ctx: lazy), batch_rows=50_000)]
+    assert sum(heights) == n and max(heights) <= 50_000
+    assert len(seen) > 1 and max(seen) < n  # (never the whole frame at once)

@@ -292,12 +292,6 @@ def main_options(
     ] = False,
 ) -> None:
     """mxd: run only what changed, per sample and per field, and keep Metaxy's store format."""
-    if "POLARS_ENGINE_AFFINITY" not in os.environ:
-        # mxd's plans are joins and hashes over frames already in memory; Polars' streaming
-        # engine ran them 2-3x slower with 1.5x the peak memory (benchmarks/, N = 1M).
-        import polars as pl
-
-        pl.Config.set_engine_affinity("in-memory")
     ctx.obj = State(
         config=config,
         store=store,

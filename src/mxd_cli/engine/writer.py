@@ -64,7 +64,7 @@ class Stamp:
                 pl.lit(None, dtype=c.TIMESTAMP).alias(c.DELETED_AT),
                 pl.lit(self.materialization_id, dtype=pl.String).alias(c.MATERIALIZATION_ID),
             )
-            .collect()
+            .collect(engine="in-memory")
         )
 
 
