@@ -23,7 +23,7 @@ from mxd_cli.engine.session import Session
 from mxd_cli.engine.sql import alias, col, in_keys, lit, sum_if
 from mxd_cli.graph import FeatureNode
 from mxd_cli.store import columns as c
-from mxd_cli.store.base import FEATURE_VERSIONS
+from mxd_cli.store.base import FEATURE_VERSIONS, row_stamp
 
 Status = Literal["up_to_date", "needs_update", "missing", "error", "root", "skipped"]
 
@@ -285,12 +285,12 @@ def _compared(
             in_keys(list(up_ids), theirs.subquery("__mxd_theirs")),
             lambda q, prefix: session.keep(node.key, q, prefix),
         )
-        # A tombstone keeps the row's updated_at: it is stamped by its deleted_at, and
-        # from then on the sample had no row (no data version).
+        # Rows ordered as the latest-row pass orders them; after a tombstone the sample
+        # had no row (no data version).
         alive = col(c.DELETED_AT).is_(exp.null())
         history = exp.select(
             *renamed,
-            alias(exp.func("coalesce", col(c.DELETED_AT), col(c.UPDATED_AT)), "__mxd_stamp"),
+            alias(row_stamp(), "__mxd_stamp"),
             alias(exp.case().when(alive, col(c.DATA_VERSION_BY_FIELD)), c.DATA_VERSION_BY_FIELD),
         ).from_(theirs_rows.ref.copy())
         order = exp.Order(expressions=[exp.Ordered(this=col("__mxd_stamp"), desc=True)])

@@ -58,6 +58,12 @@ def col(name: str, table: str | None = None) -> exp.Column:
     return exp.Column(this=q(name), table=q(table) if table else None)
 
 
+def row_stamp() -> exp.Expr:
+    """When a row took effect: a tombstone keeps the row's ``metaxy_updated_at`` and is
+    stamped by its ``metaxy_deleted_at``. Per id, the row with the greatest stamp is current."""
+    return exp.func("coalesce", col(c.DELETED_AT), col(c.UPDATED_AT))
+
+
 def latest_rows(
     source: exp.Expr,
     id_columns: Sequence[str],
@@ -99,11 +105,7 @@ def latest_rows(
     )
     if alive is not None:
         single = single.where(alive.copy(), copy=False)
-    order = exp.Order(
-        expressions=[
-            exp.Ordered(this=exp.func("coalesce", col(c.DELETED_AT), col(c.UPDATED_AT)), desc=True)
-        ]
-    )
+    order = exp.Order(expressions=[exp.Ordered(this=row_stamp(), desc=True)])
     ranked = exp.select(
         *(col(n) for n in needed),
         exp.alias_(

@@ -24,7 +24,7 @@ from sqlglot import exp
 
 from mxd_cli.errors import ConfigError, StoreError, did_you_mean
 from mxd_cli.store import columns as c
-from mxd_cli.store.base import MetadataStore, Table, col
+from mxd_cli.store.base import MetadataStore, Table, col, row_stamp
 from mxd_cli.store.registry import Backend, Option, register
 from mxd_cli.store.sql_engine import SESSION, DuckDBEngine, SqlEngine, duckdb_engine
 
@@ -453,7 +453,7 @@ class DuckDBStore(MetadataStore):
             return None
         # The mark holds the greatest of each stamp then: a row whose current-row stamp
         # exceeds both comes after every row held then.
-        stamp = exp.func("coalesce", col(c.DELETED_AT), col(c.UPDATED_AT))
+        stamp = row_stamp()
         after = [
             exp.func(
                 "coalesce",
