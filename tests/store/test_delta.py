@@ -107,6 +107,21 @@ def test_appending_adds_files_and_never_rewrites_them(tmp_path: Path, make_rows:
     assert DeltaTable(str(folder)).version() == 1
 
 
+def test_files_are_split_into_row_groups_duckdb_scans_in_parallel(
+    tmp_path: Path, make_rows: MakeRows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr("mxd_cli.store.delta.ROW_GROUP_ROWS", 4)
+    store = delta_store(tmp_path)
+    store.append(RAW, make_rows([f"s{i}" for i in range(10)]))
+
+    (file,) = (tmp_path / "demo" / "raw.delta").glob("*.parquet")
+    meta = pq.ParquetFile(file).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [4, 4, 2]
+    assert meta.row_group(0).column(0).compression == "SNAPPY"  # (deltalake's default kept)
+
+
 def test_feature_tables_keep_the_basic_protocol(tmp_path: Path, make_rows: MakeRows) -> None:
     store = delta_store(tmp_path)
 

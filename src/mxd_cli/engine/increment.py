@@ -387,7 +387,7 @@ def _touched(
     """Sample keys touched since the baseline, or None to resolve everything."""
     store = session.store
     parts: list[exp.Select] = []
-    candidates: dict[int, tuple[TableSource, list[str], exp.Expr]] = {}
+    candidates: dict[int, tuple[TableSource, list[str], str]] = {}
     for i, dep in enumerate(node.spec.deps):
         holder = session.holder(dep.feature)
         then = baseline.upstream.get(dep.feature)
@@ -401,14 +401,13 @@ def _touched(
         sources = [inverse.get(k, k) for k in skey]
         if any(s not in up_ids for s in sources):
             return None
-        later = store.later_than_mark(dep.feature.parts, then[1])
         source = session.locate(dep.feature)
-        if later is not None and source is not None and sorted(sources) == sorted(up_ids):
+        if source is not None and sorted(sources) == sorted(up_ids):
             # One upstream row per sample: when each touched sample's current row is among
             # the rows written since, they stand in for the table (read through the
             # stamps' zone maps, only the columns each query needs).
             recent = _relation(changed.copy(), "__mxd_recent")
-            candidates[i] = (TableSource(recent, source.schema, source.store), sources, later)
+            candidates[i] = (TableSource(recent, source.schema, source.store), sources, then[1])
         parts.append(
             exp.select(
                 *(alias(col(s), k) for s, k in zip(sources, skey, strict=True)),
@@ -449,16 +448,20 @@ def _recent(
     node: FeatureNode,
     skey: Sequence[str],
     touched: exp.Table,
-    candidates: Mapping[int, tuple[TableSource, list[str], exp.Expr]],
+    candidates: Mapping[int, tuple[TableSource, list[str], str]],
 ) -> dict[int, TableSource]:
     """The candidates whose rows written since the mark hold, for every touched sample,
     a row at the upstream's feature version later than all rows held at the mark: that
     row's sample has its current row among them (the later rows are all there)."""
     recent: dict[int, TableSource] = {}
-    for i, (rows, sources, later) in candidates.items():
+    for i, (rows, sources, mark) in candidates.items():
         dep = node.spec.deps[i]
         version = col(c.FEATURE_VERSION).eq(lit(session.feature_version(dep.feature)))
         if c.FEATURE_VERSION not in rows.schema.names:
+            continue
+        # (Asked only now: a backend may have to read the stamps held at the mark.)
+        later = session.store.later_than_mark(dep.feature.parts, mark)
+        if later is None:
             continue
         found = (
             exp.select(*(alias(col(s), k) for s, k in zip(sources, skey, strict=True)))

@@ -33,7 +33,8 @@ import pyarrow as pa
 from sqlglot import exp
 
 from mxd_cli.errors import ConfigError, StoreError
-from mxd_cli.store.base import MetadataStore, Table, split_where
+from mxd_cli.store import columns as c
+from mxd_cli.store.base import MetadataStore, Table, row_stamp, split_where
 from mxd_cli.store.duckdb import FIXED_SETTINGS
 from mxd_cli.store.registry import Backend, Option, register
 from mxd_cli.store.sql_engine import SESSION, DuckDBEngine, SqlEngine, duckdb_engine
@@ -104,6 +105,12 @@ BACKEND = register(
 )
 
 _LAYOUTS = ("nested", "flat")
+#: Rows per Parquet row group in the files mxd writes. DuckDB scans a file's row groups in
+#: parallel and skips them by their statistics; deltalake's default (about 1M rows) made
+#: most files one row group, read by one thread. 122,880 is DuckDB's own row group size:
+#: a narrowed read of 1% of a 1M-row table took 0.086 s instead of 0.12 s, and writing
+#: took no longer.
+ROW_GROUP_ROWS = 122_880
 _SUFFIX = ".delta"
 _LOG_FOLDER = "_delta_log"
 
@@ -214,6 +221,9 @@ class DeltaStore(MetadataStore):
         self._engine: DuckDBEngine | None = None
         self._tables: dict[str, DeltaTable | None] = {}
         self._views: dict[tuple[int, str], exp.Table] = {}
+        # Earlier versions never change: opened once, and their greatest stamp read once.
+        self._versions: dict[tuple[str, int], DeltaTable | None] = {}
+        self._greatest: dict[tuple[str, int], str | None] = {}
 
     # ---- where it lives ----------------------------------------------------------------
     def location(self) -> str:
@@ -355,22 +365,34 @@ class DeltaStore(MetadataStore):
         found = self._open(table)
         return "" if found is None else str(found.version())
 
+    def _version(self, table: Table, mark: str) -> DeltaTable | None:
+        """The table as it was at ``mark`` (a version), or None where that cannot be read:
+        not a version, an object-store root (its files are not diffed), or vacuumed away."""
+        if not mark.isdigit() or self._local is None:
+            return None
+        key = (self.physical_name(table), int(mark))
+        if key not in self._versions:
+            from deltalake import DeltaTable
+
+            try:
+                self._versions[key] = DeltaTable(self.table_uri(table), version=int(mark))
+            except Exception:  # the old version may have been vacuumed away
+                self._versions[key] = None
+        return self._versions[key]
+
     def changed_since(self, table: Table, mark: str) -> exp.Expr | None:
         found = self._open(table)
         ref = self.ref(table)
         if mark == "":
             return exp.select("*").from_(ref) if ref is not None else None
-        if found is None or ref is None or not mark.isdigit() or self._local is None:
+        if found is None or ref is None:
             return None
-        then = int(mark)
-        if then == found.version():
+        if self._unchanged_since(table, mark):
             return exp.select("*").from_(ref).where(exp.false())
-        from deltalake import DeltaTable
-
-        try:
-            before = set(DeltaTable(self.table_uri(table), version=then).file_uris())
-        except Exception:  # the old version may have been vacuumed away
+        then = self._version(table, mark)
+        if then is None:
             return None
+        before = set(then.file_uris())
         now = found.file_uris()
         if not before <= set(now):
             return None  # files were removed since: the table was rewritten
@@ -384,18 +406,58 @@ class DeltaStore(MetadataStore):
         return exp.select("*").from_(source.subquery("__mxd_added"))
 
     def rows_before(self, table: Table, mark: str) -> exp.Expr | None:
-        found = self._open(table)
-        if found is None or not mark.isdigit() or self._local is None:
+        then = self._version(table, mark) if self._open(table) is not None else None
+        if then is None:
             return None
-        from deltalake import DeltaTable
-
-        try:
-            before = DeltaTable(self.table_uri(table), version=int(mark))
-        except Exception:
-            return None
-        source: exp.Expr = exp.maybe_parse(self._source(self.engine(), before), dialect="duckdb")
+        source: exp.Expr = exp.maybe_parse(self._source(self.engine(), then), dialect="duckdb")
         assert isinstance(source, exp.Select)
         return exp.select("*").from_(source.subquery("__mxd_before"))
+
+    def written_after(self, table: Table, mark: str) -> exp.Expr | None:
+        # Files, not columns, tell the rows written since apart; none were, at the same version.
+        return exp.false() if self._unchanged_since(table, mark) else None
+
+    def _unchanged_since(self, table: Table, mark: str) -> bool:
+        found = self._open(table)
+        return found is not None and mark.isdigit() and int(mark) == found.version()
+
+    def later_than_mark(self, table: Table, mark: str) -> exp.Expr | None:
+        if mark == "":
+            return exp.true()
+        if self._unchanged_since(table, mark):
+            return exp.false()  # no row was written since (and no need to read the stamps)
+        then = self._version(table, mark)
+        if then is None:
+            return None
+        key = (self.physical_name(table), int(mark))
+        if key not in self._greatest:
+            self._greatest[key] = self._greatest_stamp(then)
+        greatest = self._greatest[key]
+        if greatest is None:
+            return None
+        if greatest == "":
+            return exp.true()  # the table held no rows then
+        later = row_stamp() > exp.cast(exp.Literal.string(greatest), "TIMESTAMPTZ")
+        return exp.func("coalesce", later, exp.false())
+
+    def _greatest_stamp(self, then: DeltaTable) -> str | None:
+        """The greatest row stamp among the rows of a version ("" when it held no rows), or
+        None when a row has no stamp. Read from its files' two stamp columns, exactly: the
+        log's statistics keep timestamps to the millisecond only."""
+        if not {c.UPDATED_AT, c.DELETED_AT} <= set(pa.schema(then.schema()).names):
+            return None
+        source: exp.Expr = exp.maybe_parse(self._source(self.engine(), then), dialect="duckdb")
+        assert isinstance(source, exp.Select)
+        rows, stamped, greatest = self.engine().rows(
+            exp.select(
+                exp.func("count", exp.Star()),
+                exp.func("count", row_stamp()),
+                exp.cast(exp.func("max", row_stamp()), "VARCHAR"),
+            ).from_(source.subquery("__mxd_then"))
+        )[0]
+        if not rows:
+            return ""
+        return str(greatest) if stamped == rows else None
 
     # ---- writes ------------------------------------------------------------------------
     def append(self, table: Table, data: pl.DataFrame | pa.Table) -> int:
@@ -458,7 +520,7 @@ class DeltaStore(MetadataStore):
         schema_mode: Literal["merge", "overwrite"] | None = None,
     ) -> None:
         """One Delta commit; an open table is reused so the log is not read again."""
-        from deltalake import write_deltalake
+        from deltalake import WriterProperties, write_deltalake
         from deltalake.exceptions import DeltaError, SchemaMismatchError
 
         uri = self.table_uri(table)
@@ -469,6 +531,10 @@ class DeltaStore(MetadataStore):
                 mode=mode,
                 schema_mode=schema_mode,
                 storage_options=None if found is not None else self.storage_options,
+                writer_properties=WriterProperties(
+                    max_row_group_size=ROW_GROUP_ROWS,
+                    compression="SNAPPY",  # (deltalake's default, lost once properties are given)
+                ),
             )
         except SchemaMismatchError as exc:
             raise StoreError(
