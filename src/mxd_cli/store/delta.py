@@ -307,21 +307,24 @@ class DeltaStore(MetadataStore):
             return None
         slot = (id(engine), self.physical_name(table))
         if slot not in self._views:
-            name = exp.to_table(f'"{prefix}{_view_name(table)}"', dialect="duckdb")
-            source = self._source(engine, found)
-            if prefix or "read_parquet(" not in source:
+            name = exp.Table(this=exp.to_identifier(prefix + _view_name(table), quoted=True))
+            source, by_path = self._source(engine, found)
+            statement = f"{engine.render(name)} AS {engine.render(source)}"
+            if prefix or not by_path:
                 # A fallback's view, or one over a registered (connection-local) relation.
                 kind = "TEMP VIEW" if prefix else "VIEW"
-                engine.execute(f"CREATE OR REPLACE {kind} {engine.render(name)} AS {source}")
+                engine.execute(f"CREATE OR REPLACE {kind} {statement}")
             else:  # (on a cursor: ctx.read may ask while a chunk stream is open)
-                engine.side_execute(f"CREATE OR REPLACE VIEW {engine.render(name)} AS {source}")
+                engine.side_execute(f"CREATE OR REPLACE VIEW {statement}")
             self._views[slot] = name
         return self._views[slot]
 
     def _source(
         self, engine: DuckDBEngine, found: DeltaTable, files: list[str] | None = None
-    ) -> str:
-        """SQL reading the table's current files (or ``files``)."""
+    ) -> tuple[exp.Select, bool]:
+        """A query reading the table's current files (or ``files``), and whether it reads
+        them by path (else through a relation registered on ``engine``'s connection). Built
+        as an expression, not parsed: it names every file of the table."""
         protocol = found.protocol()
         features = set(protocol.reader_features or ())
         if "deletionVectors" in features or "columnMapping" in features:
@@ -333,12 +336,10 @@ class DeltaStore(MetadataStore):
         partitioned = bool(found.metadata().partition_columns)
         if not uris:
             empty = pa.Table.from_batches([], schema=pa.schema(found.schema()))
-            view = engine.register(empty, prefix="__mxd_empty")
-            return f"SELECT * FROM {engine.render(view)}"
+            return exp.select("*").from_(engine.register(empty, prefix="__mxd_empty")), False
         if self._local is None or partitioned:
             dataset = found.to_pyarrow_dataset()
-            view = engine.register(dataset, prefix="__mxd_delta")
-            return f"SELECT * FROM {engine.render(view)}"
+            return exp.select("*").from_(engine.register(dataset, prefix="__mxd_delta")), False
         missing = [u for u in uris if not os.path.exists(u)]
         if missing:
             raise StoreError(
@@ -346,8 +347,14 @@ class DeltaStore(MetadataStore):
                 f"e.g. {missing[0]}",
                 hint="the table's log names files that are gone; restore them or the table",
             )
-        listed = ", ".join(exp.Literal.string(u).sql("duckdb") for u in uris)
-        return f"SELECT * FROM read_parquet([{listed}], union_by_name = true)"
+        read = exp.Anonymous(
+            this="read_parquet",
+            expressions=[
+                exp.Array(expressions=[exp.Literal.string(u) for u in uris]),
+                exp.EQ(this=exp.Var(this="union_by_name"), expression=exp.true()),
+            ],
+        )
+        return exp.select("*").from_(read), True
 
     def schema(self, table: Table) -> pa.Schema | None:
         found = self._open(table)
@@ -399,18 +406,14 @@ class DeltaStore(MetadataStore):
         added = [u for u in now if u not in before]
         if not added:
             return exp.select("*").from_(ref).where(exp.false())
-        source: exp.Expr = exp.maybe_parse(
-            self._source(self.engine(), found, added), dialect="duckdb"
-        )
-        assert isinstance(source, exp.Select)
+        source, _ = self._source(self.engine(), found, added)
         return exp.select("*").from_(source.subquery("__mxd_added"))
 
     def rows_before(self, table: Table, mark: str) -> exp.Expr | None:
         then = self._version(table, mark) if self._open(table) is not None else None
         if then is None:
             return None
-        source: exp.Expr = exp.maybe_parse(self._source(self.engine(), then), dialect="duckdb")
-        assert isinstance(source, exp.Select)
+        source, _ = self._source(self.engine(), then)
         return exp.select("*").from_(source.subquery("__mxd_before"))
 
     def written_after(self, table: Table, mark: str) -> exp.Expr | None:
@@ -446,8 +449,7 @@ class DeltaStore(MetadataStore):
         log's statistics keep timestamps to the millisecond only."""
         if not {c.UPDATED_AT, c.DELETED_AT} <= set(pa.schema(then.schema()).names):
             return None
-        source: exp.Expr = exp.maybe_parse(self._source(self.engine(), then), dialect="duckdb")
-        assert isinstance(source, exp.Select)
+        source, _ = self._source(self.engine(), then)
         rows, stamped, greatest = self.engine().rows(
             exp.select(
                 exp.func("count", exp.Star()),
