@@ -64,6 +64,13 @@ def row_stamp() -> exp.Expr:
     return exp.func("coalesce", col(c.DELETED_AT), col(c.UPDATED_AT))
 
 
+def stamped_after(instant: str) -> exp.Expr:
+    """Whether a row's stamp comes strictly after ``instant`` (a timestamp as DuckDB prints
+    it): a tie is not after, nor is a row without a stamp."""
+    later = row_stamp() > exp.cast(exp.Literal.string(instant), "TIMESTAMPTZ")
+    return exp.func("coalesce", later, exp.false())
+
+
 def latest_rows(
     source: exp.Expr,
     id_columns: Sequence[str],

@@ -34,7 +34,7 @@ from sqlglot import exp
 
 from mxd_cli.errors import ConfigError, StoreError
 from mxd_cli.store import columns as c
-from mxd_cli.store.base import MetadataStore, Table, row_stamp, split_where
+from mxd_cli.store.base import MetadataStore, Table, row_stamp, split_where, stamped_after
 from mxd_cli.store.duckdb import FIXED_SETTINGS
 from mxd_cli.store.registry import Backend, Option, register
 from mxd_cli.store.sql_engine import SESSION, DuckDBEngine, SqlEngine, duckdb_engine
@@ -440,8 +440,7 @@ class DeltaStore(MetadataStore):
             return None
         if greatest == "":
             return exp.true()  # the table held no rows then
-        later = row_stamp() > exp.cast(exp.Literal.string(greatest), "TIMESTAMPTZ")
-        return exp.func("coalesce", later, exp.false())
+        return stamped_after(greatest)
 
     def _greatest_stamp(self, then: DeltaTable) -> str | None:
         """The greatest row stamp among the rows of a version ("" when it held no rows), or

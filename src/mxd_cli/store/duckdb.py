@@ -24,7 +24,7 @@ from sqlglot import exp
 
 from mxd_cli.errors import ConfigError, StoreError, did_you_mean
 from mxd_cli.store import columns as c
-from mxd_cli.store.base import MetadataStore, Table, col, row_stamp
+from mxd_cli.store.base import MetadataStore, Table, col, stamped_after
 from mxd_cli.store.registry import Backend, Option, register
 from mxd_cli.store.sql_engine import SESSION, DuckDBEngine, SqlEngine, duckdb_engine
 
@@ -453,16 +453,7 @@ class DuckDBStore(MetadataStore):
             return None
         # The mark holds the greatest of each stamp then: a row whose current-row stamp
         # exceeds both comes after every row held then.
-        stamp = row_stamp()
-        after = [
-            exp.func(
-                "coalesce",
-                stamp.copy() > exp.cast(exp.Literal.string(then), "TIMESTAMPTZ"),
-                exp.false(),
-            )
-            for then in mark.split("|")[1:]
-            if then != "None"
-        ]
+        after = [stamped_after(then) for then in mark.split("|")[1:] if then != "None"]
         return exp.and_(*after) if after else exp.true()
 
     def _newer(self, mark: str) -> tuple[int, list[exp.Expr]] | None:
