@@ -8,6 +8,7 @@ Timings are not asserted (benchmarks measure speed; tests do not).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -69,6 +70,10 @@ def test_harness_reports_every_phase(tmp_path: Path) -> None:
     assert summaries["write"]["mxd_rows_per_second"] > 0
     assert {t["target"] for t in doc["targets"]} >= {"no-op materialize", "peak memory vs floor"}
     assert not list((tmp_path / "work").iterdir())  # the work folder is removed
+    # mxd's modules were compiled before the clocks started, as a wheel's install does.
+    assert doc["harness"]["bytecode"]["compiled"]
+    engine = REPO / "src" / "mxd_cli" / "engine" / "increment.py"
+    assert Path(importlib.util.cache_from_source(str(engine))).is_file()
 
 
 def _harness_module(name: str) -> Any:
