@@ -122,6 +122,36 @@ def test_files_are_split_into_row_groups_duckdb_scans_in_parallel(
     assert meta.row_group(0).column(0).compression == "SNAPPY"  # (deltalake's default kept)
 
 
+def test_the_engine_is_bounded_like_a_duckdb_store_and_spills_to_the_temp_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    monkeypatch.chdir(tmp_path)
+    spill_root = tmp_path / "system-tmp"
+    spill_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spill_root))
+    monkeypatch.setattr("mxd_cli.store.delta.DEFAULT_SETTINGS", {"memory_limit": "64MB"})
+    store = delta_store(tmp_path / "lake")
+    con = store.engine().con
+
+    (limit,) = con.execute("SELECT current_setting('memory_limit')").fetchone() or ("",)
+    assert limit == "61.0 MiB"  # (64MB, as DuckDB shows it)
+    # A table and a sort several times the limit complete by spilling, into the system's
+    # temp dir.
+    con.execute(
+        "CREATE TEMP TABLE big AS SELECT md5(i::VARCHAR) || md5((i * 7)::VARCHAR) AS s "
+        "FROM range(3000000) t(i)"
+    )
+    ranked = "SELECT max(n) FROM (SELECT row_number() OVER (ORDER BY s DESC) AS n FROM big)"
+    assert con.execute(ranked).fetchone() == (3_000_000,)
+    spilled = [p for p in spill_root.iterdir() if p.name.startswith("mxd-duckdb-")]
+    assert spilled and any(spilled[0].iterdir())
+    store.close()
+    assert not any(p.name.startswith("mxd-duckdb-") for p in spill_root.iterdir())
+    assert not (tmp_path / ".tmp").exists()  # (DuckDB's default: the working directory)
+
+
 def test_feature_tables_keep_the_basic_protocol(tmp_path: Path, make_rows: MakeRows) -> None:
     store = delta_store(tmp_path)
 

@@ -22,7 +22,9 @@ Behaviour of deltalake (1.6) this module relies on, each covered by a test:
 
 from __future__ import annotations
 
+import itertools
 import os
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,7 +37,7 @@ from sqlglot import exp
 from mxd_cli.errors import ConfigError, StoreError
 from mxd_cli.store import columns as c
 from mxd_cli.store.base import MetadataStore, Table, row_stamp, split_where, stamped_after
-from mxd_cli.store.duckdb import FIXED_SETTINGS
+from mxd_cli.store.duckdb import DEFAULT_SETTINGS, FIXED_SETTINGS
 from mxd_cli.store.registry import Backend, Option, register
 from mxd_cli.store.sql_engine import SESSION, DuckDBEngine, SqlEngine, duckdb_engine
 
@@ -113,6 +115,22 @@ _LAYOUTS = ("nested", "flat")
 ROW_GROUP_ROWS = 122_880
 _SUFFIX = ".delta"
 _LOG_FOLDER = "_delta_log"
+
+
+def engine_settings() -> dict[str, Any]:
+    """The settings of the in-memory DuckDB that runs a Delta store's queries.
+
+    Its buffers (the sort of rows to compute, joins, staged root samples) are bounded as a
+    DuckDB store's are, spilling to a folder of the system's temporary directory (DuckDB
+    removes it on close; its own default, ``.tmp``, would land in the working directory).
+    Unbounded, they grew to most of the machine: a first ``materialize`` of 10M samples
+    peaked at 18.3 GiB.
+    """
+    spill = os.path.join(tempfile.gettempdir(), f"mxd-duckdb-{os.getpid()}-{next(_ENGINES)}")
+    return {**DEFAULT_SETTINGS, "temp_directory": spill, **FIXED_SETTINGS}
+
+
+_ENGINES = itertools.count()
 
 
 def _local_folder(root: str) -> str | None:
@@ -269,7 +287,7 @@ class DeltaStore(MetadataStore):
         if self._engine is None:
             import duckdb
 
-            con = duckdb.connect(":memory:", config=dict(FIXED_SETTINGS))
+            con = duckdb.connect(":memory:", config=engine_settings())
             con.execute(SESSION)
             self._engine = DuckDBEngine(con, location=self.root_path)
         return self._engine
