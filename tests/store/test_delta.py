@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from deltalake import DeltaTable
+from sqlglot import exp
 
 from mxd_cli.errors import ConfigError, StoreError
 from mxd_cli.store import columns as c
@@ -120,6 +121,39 @@ def test_files_are_split_into_row_groups_duckdb_scans_in_parallel(
     meta = pq.ParquetFile(file).metadata
     assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [4, 4, 2]
     assert meta.row_group(0).column(0).compression == "SNAPPY"  # (deltalake's default kept)
+
+
+def test_a_query_is_appended_in_one_commit_streamed_in_batches(
+    tmp_path: Path, make_rows: MakeRows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mxd_cli.store.delta as delta
+
+    store = delta_store(tmp_path)
+    store.append(RAW, make_rows(["s0"]))
+    before = DeltaTable(str(tmp_path / "demo" / "raw.delta")).version()
+    monkeypatch.setattr(delta, "ROW_GROUP_ROWS", 4)
+    prepared: list[int] = []
+    writable = delta._writable
+
+    def spy(frame: pl.DataFrame, stored: object) -> pl.DataFrame:
+        prepared.append(frame.height)
+        return writable(frame, stored)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(delta, "_writable", spy)
+    staged = store.engine().register(make_rows([f"s{i}" for i in range(1, 11)]))
+    query = exp.select("*", exp.alias_(exp.null(), "extra")).from_(staged)
+
+    assert store.append_query(RAW, query) == 10
+
+    assert prepared == [4, 4, 2]  # (batch by batch, never the whole result)
+    assert DeltaTable(str(tmp_path / "demo" / "raw.delta")).version() == before + 1
+    read = pl.from_arrow(DeltaTable(str(tmp_path / "demo" / "raw.delta")).to_pyarrow_table())
+    assert isinstance(read, pl.DataFrame) and read.height == 11
+    assert "extra" not in read.columns  # (all null and unknown to the table: left out)
+    assert read.schema[c.UPDATED_AT] == pl.Datetime("us", "UTC")
+    empty = exp.select("*").from_(staged).where(exp.false())
+    assert store.append_query(RAW, empty) == 0
+    assert DeltaTable(str(tmp_path / "demo" / "raw.delta")).version() == before + 1
 
 
 def test_the_engine_is_bounded_like_a_duckdb_store_and_spills_to_the_temp_dir(

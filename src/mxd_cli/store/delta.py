@@ -491,14 +491,33 @@ class DeltaStore(MetadataStore):
         return frame.height
 
     def append_query(self, table: Table, query: exp.Expr) -> int:
+        """The query's rows in one commit, streamed from the engine in batches: a root's
+        first write at 10M samples held every row in Python before (peak 15 GiB)."""
         self.check_writable()
-        engine = self.engine()
-        arrow = engine.arrow(query)
-        if arrow.num_rows == 0:
-            return 0
-        frame = pl.from_arrow(arrow)
-        assert isinstance(frame, pl.DataFrame)
-        return self.append(table, frame)
+        found, stored = self._open(table), self.schema(table)
+        batches = self.engine().batches(query, ROW_GROUP_ROWS)
+        try:
+            first = next(batches, None)
+            if first is None:
+                return 0
+            written = 0
+
+            def prepared(batch: pa.RecordBatch) -> pa.Table:
+                nonlocal written
+                written += batch.num_rows
+                frame = pl.from_arrow(batch)
+                assert isinstance(frame, pl.DataFrame)
+                return _writable(frame, stored).to_arrow()
+
+            head = prepared(first)  # (a stream's batches share its types: so do these)
+            rest = (b for batch in batches for b in prepared(batch).to_batches())
+            stream = pa.RecordBatchReader.from_batches(
+                head.schema, itertools.chain(head.to_batches(), rest)
+            )
+            self._write(table, found, stream, mode="append", schema_mode="merge")
+            return written
+        finally:
+            batches.close()  # (a stream left half-read would block the engine's next query)
 
     def delete_where(self, table: Table, condition: exp.Expr) -> int:
         self.check_writable()
@@ -533,7 +552,7 @@ class DeltaStore(MetadataStore):
         self,
         table: Table,
         found: DeltaTable | None,
-        data: pa.Table,
+        data: pa.Table | pa.RecordBatchReader,
         *,
         mode: Literal["append", "overwrite"],
         schema_mode: Literal["merge", "overwrite"] | None = None,

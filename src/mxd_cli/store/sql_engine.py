@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -292,7 +292,7 @@ class DuckDBEngine(SqlEngine):
 
     def batches(
         self, query: exp.Expr | str, size: int, params: Sequence[Any] = ()
-    ) -> Iterator[pa.RecordBatch]:
+    ) -> Generator[pa.RecordBatch, None, None]:
         """The result in record batches of ``size`` rows, streamed off the connection
         (writes may go on meanwhile through a cursor of it; other reads must wait until
         the stream is done)."""
