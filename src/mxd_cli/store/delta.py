@@ -117,6 +117,9 @@ _SUFFIX = ".delta"
 _LOG_FOLDER = "_delta_log"
 
 
+_ENGINES = itertools.count()  # (each engine of a process spills to a folder of its own)
+
+
 def engine_settings() -> dict[str, Any]:
     """The settings of the in-memory DuckDB that runs a Delta store's queries.
 
@@ -128,9 +131,6 @@ def engine_settings() -> dict[str, Any]:
     """
     spill = os.path.join(tempfile.gettempdir(), f"mxd-duckdb-{os.getpid()}-{next(_ENGINES)}")
     return {**DEFAULT_SETTINGS, "temp_directory": spill, **FIXED_SETTINGS}
-
-
-_ENGINES = itertools.count()
 
 
 def _local_folder(root: str) -> str | None:
